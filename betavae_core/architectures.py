@@ -1,0 +1,128 @@
+"""Encoder/decoder building blocks: the request an architecture is built from, the
+encoder's output, and the core's multilayer perceptron with optional gated skips."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+SKIP_MODES = ("none", "fixed", "learned")
+
+
+@dataclass(frozen=True)
+class ArchitectureRequest:
+    """What an architecture must build for: shapes come from the data, never hard-coded.
+
+    `skip` asks for decoder skip connections from the encoder's hidden features ("none",
+    "fixed" gate of value `skip_gate`, or a "learned" gate starting at `skip_gate`).
+    """
+
+    event_shape: tuple[int, ...]
+    latent_dim: int
+    params_per_element: int
+    covariate_dim: int = 0
+    skip: str = "none"
+    skip_gate: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class EncoderOutput(NamedTuple):
+    """Posterior parameters (n, d) and the hidden features a skip connection may reuse."""
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    features: torch.Tensor | None
+
+
+class SkipGate(nn.Module):
+    """Scales skip features by a fixed or learned gate in [0, 1]."""
+
+    def __init__(self, mode: str, value: float) -> None:
+        super().__init__()
+        if mode not in SKIP_MODES:
+            raise ConfigError(f"skip must be one of {SKIP_MODES}; got {mode!r}.")
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"skip_gate must lie in [0, 1]; got {value}.")
+        self.mode = mode
+        v = min(max(value, 1e-4), 1 - 1e-4)
+        logit = torch.tensor(math.log(v / (1 - v)))
+        self.logit = nn.Parameter(logit, requires_grad=mode == "learned")
+        self.fixed = value
+
+    def forward(self) -> torch.Tensor:
+        if self.mode == "fixed":
+            return torch.tensor(self.fixed, device=self.logit.device)
+        return torch.sigmoid(self.logit)
+
+
+def _mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), activation()]
+    return nn.Sequential(*layers)
+
+
+class MLPEncoder(nn.Module):
+    """Flattens an item, appends covariates, and maps it to (mu, logvar)."""
+
+    def __init__(self, request: ArchitectureRequest, hidden: list[int]) -> None:
+        super().__init__()
+        n_in = math.prod(request.event_shape) + request.covariate_dim
+        self.body = _mlp([n_in, *hidden], nn.SiLU)
+        self.head = nn.Linear(hidden[-1], 2 * request.latent_dim)
+
+    def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> EncoderOutput:
+        h = x.flatten(1)
+        if covariates is not None:
+            h = torch.cat([h, covariates], dim=1)
+        h = self.body(h)
+        mu, logvar = self.head(h).chunk(2, dim=1)
+        return EncoderOutput(mu, logvar.clamp(-12.0, 8.0), h)
+
+
+class MLPDecoder(nn.Module):
+    """Maps z (and covariates, and optionally gated encoder features) to likelihood
+    parameters of shape (n, params_per_element, *event_shape)."""
+
+    def __init__(self, request: ArchitectureRequest, hidden: list[int]) -> None:
+        super().__init__()
+        self.out_shape = (request.params_per_element, *request.event_shape)
+        sizes = [request.latent_dim + request.covariate_dim, *reversed(hidden)]
+        self.first = nn.Linear(sizes[0], sizes[1])
+        self.body = _mlp(sizes[1:], nn.SiLU)
+        self.out = nn.Linear(sizes[-1], math.prod(self.out_shape))
+        self.act = nn.SiLU()
+        self.skip_gate: SkipGate | None = None
+        if request.skip != "none":
+            self.skip_gate = SkipGate(request.skip, request.skip_gate)
+            self.skip_proj = nn.Linear(hidden[-1], sizes[1])
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        covariates: torch.Tensor | None = None,
+        skip: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        h = z if covariates is None else torch.cat([z, covariates], dim=1)
+        h = self.first(h)
+        if self.skip_gate is not None and skip is not None:
+            h = h + self.skip_gate() * self.skip_proj(skip)
+        h = self.body(self.act(h))
+        return self.out(h).view(z.shape[0], *self.out_shape)
+
+
+def build_mlp(request: ArchitectureRequest) -> tuple[nn.Module, nn.Module]:
+    """The default architecture; option `hidden` lists hidden sizes (default [256, 128])."""
+    hidden = [int(h) for h in request.options.get("hidden", [256, 128])]
+    unknown = set(request.options) - {"hidden"}
+    if unknown:
+        raise ConfigError(f"unknown mlp options {sorted(unknown)}; the mlp takes 'hidden'.")
+    if not hidden or min(hidden) < 1:
+        raise ConfigError(f"mlp hidden sizes must be positive integers; got {hidden}.")
+    return MLPEncoder(request, hidden), MLPDecoder(request, hidden)

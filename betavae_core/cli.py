@@ -1,0 +1,337 @@
+"""The `betavae` command line: plugins, datasets, train, evaluate, sweep, generate."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import checkpoint as ckpt
+from .errors import BetaVAEError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _friendly_errors(func):
+    """Print BetaVAEError as one line (exit 1) instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except BetaVAEError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted; the last checkpoint is kept (resume with --resume).",
+                       err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="betavae")
+def main() -> None:
+    """β-VAEs on your own data, with rate and distortion reported separately.
+
+    β is the price of information: every fit logs the rate (KL per latent dimension,
+    nats) and the distortion (−log p(x|z)) so you can read the trade-off, spot posterior
+    collapse and see how decorrelated the latents are. Domains (single-cell, lattice
+    fields, crystals, your own) come as plugins: see `betavae plugins`.
+
+    \b
+    Start here:
+      betavae datasets
+      betavae train shapes --beta 4 --latent-dim 10 --epochs 20 --out runs/a
+      betavae evaluate runs/a
+      betavae generate runs/a -n 1000 --out cands/
+    """
+
+
+# --- plugins, datasets -----------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_friendly_errors
+def plugins(as_json: bool) -> None:
+    """List installed plugins, what each registers, and whether it loaded."""
+    from .plugins import plugin_infos
+
+    infos = [i.to_dict() for i in plugin_infos()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    for info in infos:
+        version = f" {info['version']}" if info["version"] else ""
+        click.echo(f"{info['name']}{version}  [{info['status']}]  {info['module']}")
+        if info["reason"]:
+            click.echo(f"    reason: {info['reason']}")
+        for kind, names in info["registers"].items():
+            click.echo(f"    {kind}: {', '.join(names)}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_friendly_errors
+def datasets(as_json: bool) -> None:
+    """List named datasets and file loaders the installed plugins provide."""
+    from .plugins import registry
+
+    rows = [{"name": d.name, "kind": "dataset", "plugin": d.plugin, "domain": d.domain,
+             "has_factors": d.has_factors, "options": d.options, "help": d.help}
+            for d in registry("datasets")]
+    rows += [{"name": ld.name, "kind": "loader", "plugin": ld.plugin, "domain": ld.domain,
+              "has_factors": None, "options": {}, "help": ld.help}
+             for ld in registry("loaders")]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo("Named datasets (use the name as DATA):")
+    for r in (r for r in rows if r["kind"] == "dataset"):
+        factors = "factors" if r["has_factors"] else "no factors"
+        opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
+        click.echo(f"  {r['name']:<16} {r['plugin']:<16} {factors:<11} {r['help']}")
+        if opts:
+            click.echo(f"  {'':<16} options: {opts}")
+    click.echo("File loaders (use a path as DATA; --loader NAME to choose):")
+    for r in (r for r in rows if r["kind"] == "loader"):
+        click.echo(f"  {r['name']:<16} {r['plugin']:<16} {r['help']}")
+
+
+# --- shared training options -----------------------------------------------------------
+def _training_options(func):
+    options = [
+        click.argument("data"),
+        click.option("--loader", default=None, help="Loader to read DATA with, when a path is "
+                     "claimed by several."),
+        click.option("-o", "--option", "data_options", multiple=True, metavar="KEY=VALUE",
+                     help="Dataset or loader option (repeatable), e.g. -o n=2000."),
+        click.option("--latent-dim", type=int, default=10, show_default=True),
+        click.option("--likelihood", default=None, help="Decoder likelihood (default: the "
+                     "data's own)."),
+        click.option("--likelihood-option", multiple=True, metavar="KEY=VALUE",
+                     help="Likelihood option (repeatable), e.g. scale=0.1."),
+        click.option("--architecture", default=None, help="Encoder/decoder (default: the "
+                     "data's own, else mlp)."),
+        click.option("--arch-option", multiple=True, metavar="KEY=VALUE",
+                     help="Architecture option (repeatable), e.g. hidden=256,128."),
+        click.option("--prior", type=click.Choice(["isotropic", "anisotropic"]),
+                     default="isotropic", show_default=True),
+        click.option("--prior-scales", default=None, help="Comma-separated prior s.d. per "
+                     "latent dimension (anisotropic)."),
+        click.option("--learn-prior", is_flag=True, help="Learn the prior scales."),
+        click.option("--skip", type=click.Choice(["none", "fixed", "learned"]), default="none",
+                     show_default=True, help="Decoder skip connections from the encoder."),
+        click.option("--skip-gate", type=float, default=1.0, show_default=True),
+        click.option("--schedule", type=click.Choice(["constant", "warmup", "cyclical"]),
+                     default="constant", show_default=True, help="β schedule."),
+        click.option("--warmup-epochs", type=float, default=10.0, show_default=True),
+        click.option("--cycle-epochs", type=float, default=10.0, show_default=True),
+        click.option("--capacity", type=float, default=None, help="Target rate C in nats "
+                     "(loss = distortion + γ|rate − C|)."),
+        click.option("--capacity-epochs", type=float, default=20.0, show_default=True),
+        click.option("--gamma", type=float, default=100.0, show_default=True),
+        click.option("--free-bits", type=float, default=0.0, show_default=True,
+                     help="Free nats per latent dimension."),
+        click.option("--epochs", type=int, default=50, show_default=True),
+        click.option("--batch-size", type=int, default=128, show_default=True),
+        click.option("--lr", type=float, default=1e-3, show_default=True),
+        click.option("--val-fraction", type=float, default=0.1, show_default=True),
+        click.option("--patience", type=int, default=10, show_default=True,
+                     help="Early stopping patience on validation ELBO (0: off)."),
+        click.option("--grad-clip", type=float, default=10.0, show_default=True,
+                     help="Gradient norm clip (0: off)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--checkpoint-every", type=int, default=1, show_default=True),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto (CUDA when present), cpu, cuda, cuda:1 ..."),
+        click.option("--threads", type=int, default=None, help="CPU threads for torch."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _configs(kw: dict[str, Any], data) -> tuple[Any, Any, Any]:
+    from .model import ModelConfig
+    from .objective import Objective
+    from .sources import parse_options
+    from .trainer import TrainConfig
+
+    scales = kw["prior_scales"]
+    model = ModelConfig.for_data(
+        data,
+        latent_dim=kw["latent_dim"],
+        likelihood=kw["likelihood"],
+        likelihood_options=parse_options(kw["likelihood_option"]),
+        architecture=kw["architecture"],
+        architecture_options=parse_options(kw["arch_option"]),
+        prior=kw["prior"],
+        prior_scales=[float(s) for s in scales.split(",")] if scales else None,
+        learn_prior=kw["learn_prior"],
+        skip=kw["skip"],
+        skip_gate=kw["skip_gate"],
+    )
+    train = TrainConfig(
+        epochs=kw["epochs"], batch_size=kw["batch_size"], lr=kw["lr"],
+        val_fraction=kw["val_fraction"], patience=kw["patience"] or None,
+        grad_clip=kw["grad_clip"] or None, seed=kw["seed"],
+        checkpoint_every=kw["checkpoint_every"], device=kw["device"], threads=kw["threads"],
+        progress=not kw["quiet"],
+    )
+    objective = Objective(
+        beta=kw.get("beta", 1.0), schedule=kw["schedule"], warmup_epochs=kw["warmup_epochs"],
+        cycle_epochs=kw["cycle_epochs"], capacity=kw["capacity"],
+        capacity_epochs=kw["capacity_epochs"], gamma=kw["gamma"], free_bits=kw["free_bits"],
+    )
+    return model, train, objective
+
+
+def _load(kw: dict[str, Any]):
+    from .sources import load_data, parse_options
+
+    return load_data(kw["data"], loader=kw["loader"], options=parse_options(kw["data_options"]))
+
+
+# --- train -----------------------------------------------------------------------------
+@main.command()
+@_training_options
+@click.option("--beta", type=float, default=1.0, show_default=True,
+              help="Weight of the rate (KL) against the distortion.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory to write (must be new or empty).")
+@click.option("--resume", is_flag=True, help="Continue the fit checkpointed in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace the run in --out.")
+@_friendly_errors
+def train(out_dir: str, resume: bool, overwrite: bool, **kw: Any) -> None:
+    """Fit a β-VAE to DATA (a dataset name or a path) and write a run directory.
+
+    Writes config.json, model.safetensors (best validation weights), history.csv (per
+    epoch: rate, distortion, ELBO, β in force, KL per latent dimension), report.json and
+    checkpoint/ (for --resume). Launch with `torchrun --nproc-per-node N -m
+    betavae_core.cli train ...` for data-parallel training.
+    """
+    from .trainer import fit
+
+    t0 = time.perf_counter()
+    data, source = _load(kw)
+    model_config, train_config, objective = _configs(kw, data)
+    result = fit(data, model_config, train_config, objective, out_dir=out_dir, resume=resume,
+                 overwrite=overwrite, source=source)
+    if result.out_dir is None or not _is_main_process():
+        return
+    best = result.report.get("best") or {}
+    click.echo(
+        f"fit {data.domain} ({len(data)} items): {result.stopped}; best epoch "
+        f"{result.best_epoch}: validation rate {best.get('val_rate', float('nan')):.3f} nats, "
+        f"distortion {best.get('val_distortion', float('nan')):.3f} nats "
+        f"({time.perf_counter() - t0:.1f} s)."
+    )
+    click.echo(f"wrote {result.out_dir}/: config.json, model.safetensors, history.csv, "
+               f"report.json. Next: betavae evaluate {result.out_dir}")
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# --- evaluate --------------------------------------------------------------------------
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", default=None, help="Evaluate on this dataset or path instead of the "
+              "run's held-out split.")
+@click.option("--loader", default=None, help="Loader for --data.")
+@click.option("-o", "--option", "data_options", multiple=True, metavar="KEY=VALUE")
+@click.option("--only", multiple=True, help="Run only this evaluation (repeatable).")
+@_friendly_errors
+def evaluate(run_dir: str, data: str | None, loader: str | None,
+             data_options: tuple[str, ...], only: tuple[str, ...]) -> None:
+    """Run every applicable evaluation (core and plugins) on a fitted run.
+
+    Updates RUN_DIR/report.json (section "evaluation") and writes PNG plots into
+    RUN_DIR/plots/.
+    """
+    from .evaluate import evaluate_run
+    from .sources import load_data, parse_options
+
+    domain_data = source = None
+    if data is not None:
+        domain_data, source = load_data(data, loader=loader, options=parse_options(data_options))
+    section = evaluate_run(run_dir, domain_data, source, names=list(only) or None)
+    for name, entry in section["results"].items():
+        shown = {k: v for k, v in entry.items() if isinstance(v, (int, float)) and k != "seconds"}
+        text = ", ".join(f"{k}={v:.4g}" for k, v in list(shown.items())[:8])
+        click.echo(f"{name:<18} {text}")
+    click.echo(f"wrote {Path(run_dir) / ckpt.REPORT} and plots in {Path(run_dir) / 'plots'}/")
+
+
+# --- sweep -----------------------------------------------------------------------------
+@main.command()
+@_training_options
+@click.option("--betas", required=True, help="Comma-separated β values, e.g. 0.25,1,4,16.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@_friendly_errors
+def sweep(betas: str, out_dir: str, **kw: Any) -> None:
+    """Fit one model per β and write the rate–distortion curve (rd.csv, rd.png).
+
+    Each fit goes to OUT/beta_<β>/; rerunning resumes an interrupted sweep.
+    """
+    from .errors import ConfigError
+    from .sweep import sweep as run_sweep
+
+    try:
+        beta_values = [float(b) for b in betas.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--betas must be comma-separated numbers; got {betas!r}.") from None
+    data, source = _load(kw)
+    model_config, train_config, objective = _configs(kw, data)
+    rows = run_sweep(data, beta_values, out_dir, model_config, train_config, objective, source)
+    click.echo(f"{'beta':>8} {'rate':>9} {'distortion':>11} {'active':>7} {'offdiag':>8}")
+    for r in rows:
+        click.echo(f"{r['beta']:>8g} {r['rate']:>9.3f} {r['distortion']:>11.3f} "
+                   f"{r['active_units']:>7d} {r['offdiag_mass']:>8.4f}")
+    click.echo(f"wrote {Path(out_dir) / 'rd.csv'} and {Path(out_dir) / 'rd.png'}")
+
+
+# --- generate --------------------------------------------------------------------------
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-n", "n", type=int, default=1000, show_default=True, help="Samples to draw.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="New directory for the candidates (never overwritten).")
+@click.option("--generator", default=None, help="Generator plugin (default: the data's own).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-g", "--gen-option", multiple=True, metavar="KEY=VALUE",
+              help="Generator option (repeatable).")
+@_friendly_errors
+def generate(run_dir: str, n: int, out_dir: str, generator: str | None, seed: int,
+             gen_option: tuple[str, ...]) -> None:
+    """Sample the prior, decode, and hand the result to the domain's generator."""
+    import torch
+
+    from .generate import generate as run_generate
+    from .runs import load_run
+    from .sources import parse_options
+
+    run = load_run(run_dir)
+    name = generator or run.config["data"].get("generator", "arrays")
+    covariates = None
+    if run.model.config.covariate_dim:
+        data = run.data()
+        rows = torch.randint(len(data), (n,), generator=torch.Generator().manual_seed(seed))
+        covariates = data.covariates[rows]
+    report = run_generate(run.model, n, out_dir, generator=name, seed=seed, attrs=run.attrs,
+                          covariates=covariates, options=parse_options(gen_option))
+    click.echo(json.dumps(report.summary, indent=2, default=str))
+    click.echo(f"wrote {len(report.files)} files into {out_dir}/")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Multi-process data-parallel training with torch.distributed (launched by torchrun).
+
+torchrun sets WORLD_SIZE, RANK and the rendezvous variables; `setup()` then joins the
+process group (gloo on CPU, nccl on CUDA). Every rank sees the same data and takes
+its own share of each minibatch; gradients are averaged by DistributedDataParallel;
+only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+
+def setup(device: torch.device) -> World:
+    """Join the process group when launched by torchrun; a single process otherwise."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+def all_sum(values: torch.Tensor, world: World) -> torch.Tensor:
+    """Sum a tensor over ranks (identity for one process)."""
+    if world.active:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def teardown(world: World) -> None:
+    if world.active and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,84 @@
+"""Batched passes of a fitted model over data: posterior parameters and held-out terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data import DomainData
+from .model import BetaVAE
+
+
+@dataclass
+class Terms:
+    """Mean distortion, rate and KL per dimension over a dataset (nats per item)."""
+
+    distortion: float
+    rate: float
+    kl_per_dim: np.ndarray
+    n_items: int
+
+    @property
+    def elbo(self) -> float:
+        return -(self.distortion + self.rate)
+
+    def as_dict(self, prefix: str = "") -> dict[str, float | list[float]]:
+        return {
+            f"{prefix}rate": self.rate,
+            f"{prefix}distortion": self.distortion,
+            f"{prefix}elbo": self.elbo,
+            f"{prefix}kl_per_dim": self.kl_per_dim.tolist(),
+        }
+
+
+def batches(n: int, batch_size: int):
+    for start in range(0, n, batch_size):
+        yield slice(start, min(n, start + batch_size))
+
+
+def _batch(data: DomainData, sl: slice | torch.Tensor, device: torch.device):
+    x = data.x[sl].to(device)
+    cov = None if data.covariates is None else data.covariates[sl].to(device)
+    ctx = {k: v[sl].to(device) for k, v in data.context.items()} or None
+    return x, cov, ctx
+
+
+@torch.no_grad()
+def encode(
+    model: BetaVAE, data: DomainData, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and log-variances (n, d) for every item, as numpy arrays."""
+    was_training = model.training
+    model.eval()
+    mus, logvars = [], []
+    for sl in batches(len(data), batch_size):
+        x, cov, _ = _batch(data, sl, model.device)
+        enc = model.encode(x, cov)
+        mus.append(enc.mu.cpu())
+        logvars.append(enc.logvar.cpu())
+    model.train(was_training)
+    return torch.cat(mus).double().numpy(), torch.cat(logvars).double().numpy()
+
+
+@torch.no_grad()
+def evaluate_terms(
+    model: BetaVAE, data: DomainData, batch_size: int = 1024, seed: int = 0
+) -> Terms:
+    """Distortion (one reparameterised sample per item), rate and KL per dimension."""
+    was_training = model.training
+    model.eval()
+    distortion = 0.0
+    kl = torch.zeros(model.latent_dim, dtype=torch.float64)
+    with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
+        torch.manual_seed(seed)
+        for sl in batches(len(data), batch_size):
+            x, cov, ctx = _batch(data, sl, model.device)
+            record = model(x, cov, ctx)
+            distortion += float(record.distortion.double().sum())
+            kl += record.kl_per_dim.double().sum(dim=0).cpu()
+    model.train(was_training)
+    n = len(data)
+    kl_np = (kl / n).numpy()
+    return Terms(distortion / n, float(kl_np.sum()), kl_np, n)

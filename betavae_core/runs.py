@@ -1,0 +1,85 @@
+"""Reading a run directory back: its config, its best model, its data split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import checkpoint as ckpt
+from .data import DomainData
+from .errors import CheckpointError, DataError
+from .model import BetaVAE, ModelConfig
+from .sources import reload_source
+from .trainer import TrainConfig, split_indices
+
+
+@dataclass
+class Run:
+    """A fitted run: directory, saved config and the model with its best weights."""
+
+    dir: Path
+    config: dict[str, Any]
+    model: BetaVAE
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.config.get("train", {}))
+
+    def data(self) -> DomainData:
+        """The data the run was fit on, loaded again from its recorded source."""
+        return reload_source(self.config.get("source", {}))
+
+    def heldout(self, data: DomainData) -> DomainData:
+        """The validation items of `data` under the run's split (all items if none)."""
+        expected = self.config["data"]["n_items"]
+        if len(data) != expected:
+            raise DataError(f"the run was fit on {expected} items; this data has {len(data)}.")
+        train = self.train_config
+        _, val = split_indices(len(data), train.val_fraction, train.seed)
+        return data.subset(val) if len(val) else data
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.config.get("data", {}).get("attrs", {}))
+
+
+def load_model(run_dir: str | Path, weights: str = ckpt.WEIGHTS) -> BetaVAE:
+    return load_run(run_dir, weights).model
+
+
+def load_run(run_dir: str | Path, weights: str = ckpt.WEIGHTS) -> Run:
+    """Rebuild the model from `config.json` and load its safetensors weights.
+
+    Weights whose names or shapes do not match the config are refused, naming them.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a run directory (it does not exist).")
+    config = ckpt.read_json(run_dir / ckpt.CONFIG)
+    model = BetaVAE(ModelConfig.from_dict(config["model"]))
+    state = ckpt.load_weights(run_dir / weights)
+    expected = model.state_dict()
+    problems = sorted(
+        [f"{k}: missing from the weights" for k in expected.keys() - state.keys()]
+        + [f"{k}: not in the model" for k in state.keys() - expected.keys()]
+        + [f"{k}: weights {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+           for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    )
+    if problems:
+        raise CheckpointError(
+            f"{run_dir / weights} does not match {run_dir / ckpt.CONFIG}: "
+            + "; ".join(problems[:8]) + (" ..." if len(problems) > 8 else "")
+        )
+    model.load_state_dict(state)
+    model.eval()
+    return Run(run_dir, config, model)
+
+
+def same_shape(model: BetaVAE, data: DomainData) -> None:
+    if tuple(model.config.event_shape) != data.event_shape:
+        raise DataError(f"the model expects items of shape {model.config.event_shape}; "
+                        f"the data has {data.event_shape}.")
+    if model.config.covariate_dim != data.covariate_dim:
+        raise DataError(f"the model expects {model.config.covariate_dim} covariates; "
+                        f"the data has {data.covariate_dim}.")

@@ -1,0 +1,413 @@
+"""The training loop: validation split, early stopping, clipping, NaN guard, seeding,
+checkpoints and exact resume, CUDA when present, and data-parallel processes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from . import distributed
+from .data import DomainData
+from .errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
+from .model import BetaVAE, ModelConfig
+from .objective import Objective
+from .posterior import Terms, evaluate_terms
+
+
+@dataclass
+class TrainConfig:
+    """How to fit: epochs, optimiser, split, stopping, checkpoints, device."""
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    val_fraction: float = 0.1
+    patience: int | None = 10
+    min_delta: float = 0.0
+    grad_clip: float | None = 10.0
+    seed: int = 0
+    checkpoint_every: int = 1
+    device: str = "auto"
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0; got {self.epochs}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1; got {self.batch_size}.")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0; got {self.lr}.")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must lie in [0, 1); got {self.val_fraction}.")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be >= 1 (or None); got {self.patience}.")
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be >= 1; got {self.checkpoint_every}.")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be > 0 (or None); got {self.grad_clip}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# Settings that may change between an interrupted fit and its resumption.
+RESUMABLE_CHANGES = {"epochs", "patience", "min_delta", "checkpoint_every", "device",
+                     "threads", "progress"}
+
+
+@dataclass
+class FitResult:
+    """The fitted model (best validation weights), its history and where files went."""
+
+    model: BetaVAE
+    history: list[dict[str, Any]]
+    out_dir: Path | None
+    stopped: str
+    best_epoch: int
+    val_indices: np.ndarray = field(repr=False)
+    train_indices: np.ndarray = field(repr=False)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here.")
+    return device
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/validation split of n items (same n and seed, same split)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def build_model(config: ModelConfig, seed: int) -> BetaVAE:
+    """A freshly initialised model; the same seed gives the same initial weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BetaVAE(config)
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+def fit(
+    data: DomainData,
+    model_config: ModelConfig | None = None,
+    train: TrainConfig | None = None,
+    objective: Objective | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    source: dict[str, Any] | None = None,
+) -> FitResult:
+    """Fit a β-VAE to `data`, writing a run directory when `out_dir` is given.
+
+    `source` records where the data came from (dataset name or file and loader), so
+    `betavae evaluate` and `betavae generate` can find it again. With `resume=True` the
+    fit continues from `out_dir/checkpoint` exactly where it stopped.
+    """
+    train = train or TrainConfig()
+    objective = objective or Objective()
+    model_config = model_config or ModelConfig.for_data(data)
+    if len(data) < 2:
+        raise DataError(f"need at least 2 items to fit; got {len(data)}.")
+    if tuple(model_config.event_shape) != data.event_shape:
+        raise DataError(
+            f"the model expects items of shape {model_config.event_shape}; the data has "
+            f"{data.event_shape}."
+        )
+    if model_config.covariate_dim != data.covariate_dim:
+        raise DataError(
+            f"the model expects {model_config.covariate_dim} covariates; the data has "
+            f"{data.covariate_dim}."
+        )
+    data.check_finite()
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    device = resolve_device(train.device)
+    world = distributed.setup(device)
+    if world.active and device.type == "cuda":
+        device = torch.device("cuda", world.rank % torch.cuda.device_count())
+
+    config_doc = {
+        "model": model_config.to_dict(),
+        "train": train.to_dict(),
+        "objective": objective.to_dict(),
+        "data": {**data.describe(), "attrs": _json_attrs(data.attrs)},
+        "source": source or {},
+    }
+    run = _Run(out_dir, world.is_main)
+    state = None
+    if run.dir is not None and world.is_main:
+        ckpt.prepare_run_dir(run.dir, resume=resume, overwrite=overwrite)
+    if resume:
+        if run.dir is None:
+            raise ConfigError("resume needs the run directory (out_dir) to resume from.")
+        state = _check_resumable(run.dir, config_doc)
+    elif run.dir is not None and world.is_main:
+        ckpt.write_json(run.dir / ckpt.CONFIG, config_doc)
+
+    model = build_model(model_config, train.seed)
+    with torch.no_grad():
+        model.likelihood.check_data(data.x)
+    model.to(device)
+    optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=train.lr)
+    train_idx, val_idx = split_indices(len(data), train.val_fraction, train.seed)
+    loop = _Loop(model, optimiser, objective, train, data, train_idx, val_idx, world, run)
+    if state is not None:
+        loop.restore(state, run.dir)
+    try:
+        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+            loop.run()
+    finally:
+        distributed.teardown(world)
+    model.load_state_dict(loop.best_state)
+    model.eval()
+    report = loop.final_report()
+    if run.dir is not None and world.is_main:
+        ckpt.write_json(run.dir / ckpt.REPORT, report)
+    return FitResult(model, loop.history, run.dir, loop.stopped, loop.best_epoch,
+                     val_idx, train_idx, report)
+
+
+def _json_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    out = {}
+    for key, value in attrs.items():
+        try:
+            json.dumps(value, default=lambda o: o.tolist())
+            out[key] = value
+        except TypeError:
+            continue
+    return out
+
+
+def _check_resumable(run_dir: Path, config_doc: dict[str, Any]) -> dict[str, Any]:
+    saved = ckpt.read_json(run_dir / ckpt.CONFIG)
+    problems = []
+    for section in ("model", "objective"):
+        problems += [f"{section}.{d}" for d in
+                     ckpt.config_differences(saved.get(section, {}), config_doc[section])]
+    saved_train = {k: v for k, v in saved.get("train", {}).items() if k not in RESUMABLE_CHANGES}
+    new_train = {k: v for k, v in config_doc["train"].items() if k not in RESUMABLE_CHANGES}
+    problems += [f"train.{d}" for d in ckpt.config_differences(saved_train, new_train)]
+    for key in ("n_items", "event_shape"):
+        if saved.get("data", {}).get(key) != config_doc["data"][key]:
+            problems.append(f"data.{key}: {saved['data'].get(key)!r} -> "
+                            f"{config_doc['data'][key]!r}")
+    if problems:
+        raise CheckpointError(
+            f"cannot resume {run_dir}: the saved run differs in " + "; ".join(problems)
+            + ". Resume with the same settings, or start a new --out."
+        )
+    return ckpt.load_state(run_dir / ckpt.TRAINER_STATE)
+
+
+class _Run:
+    """Where (and whether) this process writes run files."""
+
+    def __init__(self, out_dir: str | Path | None, is_main: bool) -> None:
+        self.dir = Path(out_dir) if out_dir is not None else None
+        self.writes = self.dir is not None and is_main
+
+
+HISTORY_FIELDS = ["epoch", "beta", "capacity", "lr", "train_rate", "train_distortion",
+                  "train_elbo", "val_rate", "val_distortion", "val_elbo", "seconds"]
+
+
+class _Loop:
+    """State of one fit, epoch by epoch."""
+
+    def __init__(self, model, optimiser, objective, train, data, train_idx, val_idx, world, run):
+        self.model, self.optimiser, self.objective = model, optimiser, objective
+        self.train, self.data, self.world, self.run_files = train, data, world, run
+        self.train_idx = torch.as_tensor(train_idx, dtype=torch.long)
+        self.val_data = data.subset(val_idx) if len(val_idx) else None
+        self.device = model.device
+        self.forward = model
+        if world.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(model, device_ids=ids)
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.best_elbo = -math.inf
+        self.best_epoch = -1
+        self.bad_epochs = 0
+        self.best_state = _copy_state(model)
+        self.stopped = "not started"
+
+    # --- resume -----------------------------------------------------------------
+    def restore(self, state: dict[str, Any], run_dir: Path) -> None:
+        self.model.load_state_dict(ckpt.load_weights(run_dir / ckpt.LAST_WEIGHTS))
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.best_elbo = float(state["best_elbo"])
+        self.best_epoch = int(state["best_epoch"])
+        self.bad_epochs = int(state["bad_epochs"])
+        best_path = run_dir / ckpt.WEIGHTS
+        self.best_state = ckpt.load_weights(best_path) if best_path.exists() else _copy_state(
+            self.model)
+
+    def _save_checkpoint(self) -> None:
+        if not self.run_files.writes:
+            return
+        d = self.run_files.dir
+        ckpt.save_weights(self.model, d / ckpt.LAST_WEIGHTS)
+        ckpt.save_state(
+            {
+                "optimiser": self.optimiser.state_dict(),
+                "epoch": self.epoch,
+                "history": self.history,
+                "best_elbo": self.best_elbo,
+                "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs,
+            },
+            d / ckpt.TRAINER_STATE,
+        )
+        self._write_history()
+
+    def _write_history(self) -> None:
+        buf = io.StringIO()
+        d = self.model.latent_dim
+        names = HISTORY_FIELDS + [f"kl_dim_{j}" for j in range(d)]
+        writer = csv.DictWriter(buf, fieldnames=names)
+        writer.writeheader()
+        for row in self.history:
+            flat = {k: row.get(k) for k in HISTORY_FIELDS}
+            flat.update({f"kl_dim_{j}": v for j, v in enumerate(row["val_kl_per_dim"])})
+            writer.writerow(flat)
+        ckpt.write_text(self.run_files.dir / ckpt.HISTORY, buf.getvalue())
+
+    # --- training ---------------------------------------------------------------
+    def run(self) -> None:
+        train = self.train
+        self.stopped = "finished"
+        if self.epoch >= train.epochs:
+            self.stopped = "finished" if self.history else "no epochs"
+            return
+        bar = tqdm(range(self.epoch, train.epochs), desc="betavae fit", unit="epoch",
+                   initial=self.epoch, total=train.epochs,
+                   disable=not (train.progress and self.world.is_main), leave=False)
+        for epoch in bar:
+            t0 = time.perf_counter()
+            train_terms, beta, capacity = self._train_epoch(epoch)
+            val_terms = (evaluate_terms(self.model, self.val_data, seed=_epoch_seed(
+                train.seed, epoch, 1)) if self.val_data is not None else train_terms)
+            self.epoch = epoch + 1
+            row = {
+                "epoch": self.epoch, "beta": beta, "capacity": capacity,
+                "lr": self.optimiser.param_groups[0]["lr"],
+                **{f"train_{k}": v for k, v in train_terms.as_dict().items()},
+                **{f"val_{k}": v for k, v in val_terms.as_dict().items()},
+                "seconds": time.perf_counter() - t0,
+            }
+            self.history.append(row)
+            bar.set_postfix(rate=f"{val_terms.rate:.2f}",
+                            distortion=f"{val_terms.distortion:.2f}", beta=f"{beta:.3g}")
+            improved = val_terms.elbo > self.best_elbo + train.min_delta
+            if improved:
+                self.best_elbo, self.best_epoch, self.bad_epochs = val_terms.elbo, self.epoch, 0
+                self.best_state = _copy_state(self.model)
+                if self.run_files.writes:
+                    ckpt.save_weights(self.model, self.run_files.dir / ckpt.WEIGHTS)
+            else:
+                self.bad_epochs += 1
+            last = self.epoch == train.epochs
+            stop = train.patience is not None and self.bad_epochs >= train.patience
+            if self.epoch % train.checkpoint_every == 0 or last or stop:
+                self._save_checkpoint()
+            if stop:
+                self.stopped = (f"early stop: validation ELBO did not improve for "
+                                f"{train.patience} epochs")
+                break
+        bar.close()
+
+    def _train_epoch(self, epoch: int) -> tuple[Terms, float, float | None]:
+        train, world = self.train, self.world
+        torch.manual_seed(_epoch_seed(train.seed, epoch, world.rank + 2))
+        order = torch.randperm(len(self.train_idx),
+                               generator=torch.Generator().manual_seed(
+                                   _epoch_seed(train.seed, epoch)))
+        idx_all = self.train_idx[order]
+        n_batches = max(1, math.ceil(len(idx_all) / train.batch_size))
+        self.model.train()
+        sums = torch.zeros(2 + self.model.latent_dim, dtype=torch.float64)
+        for b in range(n_batches):
+            batch_idx = idx_all[b * train.batch_size:(b + 1) * train.batch_size]
+            if world.active:
+                if len(batch_idx) < world.size:
+                    break  # every rank needs at least one item for DDP
+                batch_idx = batch_idx[world.rank::world.size]
+            t = epoch + b / n_batches
+            x = self.data.x[batch_idx].to(self.device)
+            cov = (None if self.data.covariates is None
+                   else self.data.covariates[batch_idx].to(self.device))
+            ctx = {k: v[batch_idx].to(self.device) for k, v in self.data.context.items()} or None
+            record = self.forward(x, cov, ctx)
+            loss = self.objective.loss(record, t)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"the loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1}; "
+                    f"training stopped. The last good checkpoint (epoch {self.epoch}) is "
+                    f"kept{' in ' + str(self.run_files.dir) if self.run_files.dir else ''}. "
+                    f"Try a lower --lr, --grad-clip, or check the data's scale."
+                )
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if train.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+            self.optimiser.step()
+            with torch.no_grad():
+                sums[0] += float(record.distortion.double().sum())
+                sums[1] += len(batch_idx)
+                sums[2:] += record.kl_per_dim.double().sum(dim=0).cpu()
+        sums = distributed.all_sum(sums, world)
+        n = max(float(sums[1]), 1.0)
+        kl = (sums[2:] / n).numpy()
+        terms = Terms(float(sums[0]) / n, float(kl.sum()), kl, int(n))
+        t_end = epoch + 1.0
+        return terms, self.objective.beta_at(t_end), self.objective.capacity_at(t_end)
+
+    def final_report(self) -> dict[str, Any]:
+        best = next((r for r in self.history if r["epoch"] == self.best_epoch), None)
+        return {
+            "stopped": self.stopped,
+            "epochs_run": self.epoch,
+            "best_epoch": self.best_epoch,
+            "best": best,
+            "n_train": len(self.train_idx),
+            "n_val": 0 if self.val_data is None else len(self.val_data),
+        }
+
+
+def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
