@@ -41,7 +41,8 @@ class Likelihood(nn.Module):
     def element_distribution(
         self, params: torch.Tensor, context: dict[str, torch.Tensor] | None
     ) -> D.Distribution:
-        """Distribution of each element, batch shape (n, *event_shape)."""
+        """Distribution of each element: batch shape (n, ...), with everything after the
+        item axis (batch dims and event dims alike) making up one item."""
         raise NotImplementedError
 
     def distribution(
@@ -56,7 +57,7 @@ class Likelihood(nn.Module):
                 f"params_per_element={self.params_per_element} channels."
             )
         base = self.element_distribution(params, context)
-        return D.Independent(base, len(self.event_shape))
+        return D.Independent(base, len(base.batch_shape) - 1)
 
 
 def _first_bad_item(mask: torch.Tensor) -> tuple[int, int]:
