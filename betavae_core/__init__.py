@@ -20,7 +20,7 @@ from .errors import (
 )
 from .evaluate import evaluate, evaluate_run
 from .generate import generate, sample
-from .hookspecs import hookimpl
+from .hookspecs import Register, hookimpl
 from .likelihoods import Likelihood
 from .model import BetaVAE, LossRecord, ModelConfig
 from .objective import Objective
@@ -38,7 +38,7 @@ __all__ = [
     "Evaluation", "EvaluationResult", "FitResult", "GeneratedSamples", "Generator",
     "Likelihood", "LikelihoodSpec", "Loader", "LossRecord", "ModelConfig",
     "NonFiniteLossError", "NotRegisteredError", "Objective", "OutputExistsError",
-    "PluginError", "Run", "TrainConfig", "evaluate", "evaluate_run", "fit", "generate",
+    "PluginError", "Register", "Run", "TrainConfig", "evaluate", "evaluate_run", "fit", "generate",
     "get_host", "hookimpl", "load_data", "load_model", "load_run", "plugin_infos",
     "registry", "reset_plugins", "sample", "sweep",
 ]

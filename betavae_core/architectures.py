@@ -119,7 +119,8 @@ class MLPDecoder(nn.Module):
 
 def build_mlp(request: ArchitectureRequest) -> tuple[nn.Module, nn.Module]:
     """The default architecture; option `hidden` lists hidden sizes (default [256, 128])."""
-    hidden = [int(h) for h in request.options.get("hidden", [256, 128])]
+    raw = request.options.get("hidden", [256, 128])
+    hidden = [int(h) for h in (raw if isinstance(raw, (list, tuple)) else [raw])]
     unknown = set(request.options) - {"hidden"}
     if unknown:
         raise ConfigError(f"unknown mlp options {sorted(unknown)}; the mlp takes 'hidden'.")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -103,7 +102,7 @@ def load_state(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"no trainer state at {path}; nothing to resume.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as exc:
+    except Exception as exc:  # unpickling refused, truncated or not a torch file at all
         raise CheckpointError(
             f"refusing to load {path}: it is not a plain-tensor checkpoint (it may carry "
             f"pickled objects, or be truncated). Detail: {str(exc).splitlines()[0]}"

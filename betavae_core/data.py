@@ -28,7 +28,8 @@ class DomainData:
         factor_names: names of the k factors.
         factor_discrete: which factors are categorical.
         metadata: per-item columns (each of length n), e.g. labels or temperatures.
-        attrs: dataset-level information (feature names, source path, loader options).
+        attrs: dataset-level information, JSON-ready (feature names, source path, loader
+            options); `attrs["image"] = True` marks 2-D items as images to plot.
         generator: name of the registered candidate generator for this domain.
         architecture: name of the registered architecture the domain suggests.
     """

@@ -161,6 +161,10 @@ def fit(
         "data": {**data.describe(), "attrs": _json_attrs(data.attrs)},
         "source": source or {},
     }
+    # Everything that can reject the input runs before anything touches the disk.
+    model = build_model(model_config, train.seed)
+    with torch.no_grad():
+        model.likelihood.check_data(data.x)
     run = _Run(out_dir, world.is_main)
     state = None
     if run.dir is not None and world.is_main:
@@ -171,10 +175,6 @@ def fit(
         state = _check_resumable(run.dir, config_doc)
     elif run.dir is not None and world.is_main:
         ckpt.write_json(run.dir / ckpt.CONFIG, config_doc)
-
-    model = build_model(model_config, train.seed)
-    with torch.no_grad():
-        model.likelihood.check_data(data.x)
     model.to(device)
     optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=train.lr)
     train_idx, val_idx = split_indices(len(data), train.val_fraction, train.seed)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("fresh_plugins")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = ["-o", "n=400", "-o", "size=16"]
-TINY = ["--latent-dim", "4", "--arch-option", "hidden=64,"]
+TINY = ["--latent-dim", "4", "--arch-option", "hidden=64"]
 HISTORY_COLUMNS = {"epoch", "beta", "train_rate", "train_distortion", "train_elbo", "val_rate",
                    "val_distortion", "val_elbo", "kl_dim_0", "kl_dim_1", "kl_dim_2", "kl_dim_3"}
 RD_COLUMNS = {"beta", "rate", "distortion", "active_units", "offdiag_mass"}

@@ -58,7 +58,6 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), env.get("PYTHONPATH")) if p)
     env.pop("BETAVAE_LOAD_PLUGINS", None)
-    env["PYTHONWARNINGS"] = "ignore"
     return env
 
 

@@ -99,7 +99,6 @@ def test_same_seed_same_history_and_weights_different_seed_differs(data) -> None
     assert _history(a.history) != _history(c.history)
     sa, sc = a.model.state_dict(), c.model.state_dict()
     assert any(not torch.equal(sa[k], sc[k]) for k in sa)
-    assert not np.array_equal(a.val_indices, c.val_indices)
 
 
 # --- exact resume ---------------------------------------------------------------------------
@@ -237,17 +236,18 @@ def test_fit_learns_on_shapes() -> None:
     result = fit(data, _mc(data, latent_dim=6), _tc(15))
     elbos = [row["val_elbo"] for row in result.history]
     assert len(elbos) == 15
-    assert elbos[-1] > elbos[0] + 30.0, elbos  # nats per 256-pixel image
-    assert elbos[-1] > 0.75 * elbos[0], elbos  # and by more than a quarter
+    assert elbos[-1] > elbos[0] + 60.0, elbos  # nats per 256-pixel image
+    assert elbos[-1] > 0.6 * elbos[0], elbos  # and by more than 40 %
     assert result.history[-1]["val_rate"] > 1.0  # the latents are in use
 
 
 def test_larger_beta_gives_lower_rate(data) -> None:
     rates = {}
     for beta in (0.25, 16.0):
-        result = fit(data, _mc(data), _tc(5), Objective(beta=beta))
+        result = fit(data, _mc(data), _tc(5, lr=3e-3, batch_size=32), Objective(beta=beta))
         rates[beta] = result.history[-1]["val_rate"]
-    assert rates[16.0] < 0.5 * rates[0.25], rates
+    assert rates[0.25] > 2.0, rates  # nats: the low-beta model does encode
+    assert rates[16.0] < 0.25 * rates[0.25], rates
 
 
 # --- bad input ------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ def load_shapes(n: int = 6000, size: int = 28, seed: int = 0) -> DomainData:
         factor_names=shapes.factor_names,
         factor_discrete=shapes.factor_discrete,
         metadata={"shape": shapes.factors[:, 0].astype(int)},
-        attrs={"source": "betavae_datasets.shapes", "n": n, "size": size, "seed": seed},
+        attrs={"source": "betavae_datasets.shapes", "n": n, "size": size, "seed": seed,
+               "image": True},
         generator="arrays",
     )
 
@@ -76,7 +77,7 @@ def load_numpy(path: Path, likelihood: str = "auto") -> DomainData:
         likelihood=likelihood,
         factors=arrays.get("factors"),
         covariates=arrays.get("covariates"),
-        attrs={"source": str(path)},
+        attrs={"source": str(path), "image": x.ndim == 3},
     )
 
 

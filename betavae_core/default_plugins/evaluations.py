@@ -66,7 +66,9 @@ def _pick(d: dict, *keys: str) -> dict:
 
 
 def is_image(data: DomainData) -> bool:
-    return len(data.event_shape) == 2
+    """Items are 2-D images when the data says so (`attrs["image"]`), not by shape alone:
+    a (length, 4) one-hot sequence is 2-D too."""
+    return bool(data.attrs.get("image")) and len(data.event_shape) == 2
 
 
 @torch.no_grad()

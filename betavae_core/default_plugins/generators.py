@@ -35,7 +35,7 @@ def generate_arrays(samples: GeneratedSamples, out_dir: Path) -> CandidateReport
         "sample_std": float(np.nanstd(sample)),
         "mean_range": [float(np.nanmin(mean)), float(np.nanmax(mean))],
     }
-    if mean.ndim == 3:
+    if samples.attrs.get("image") and mean.ndim == 3:
         k = min(10, len(mean))
         fig = plots.image_rows([mean[:k], sample[:k]], ["mean", "sample"],
                                "Generated from prior draws")

@@ -44,9 +44,10 @@ class OneHotCategorical(Likelihood):
             row = int(torch.nonzero(bad.any(dim=1))[0, 0])
             pos = int(torch.nonzero(bad[row])[0, 0])
             values = [round(float(v), 4) for v in flat[row, pos]]
+            shown = values if k <= 8 else f"values summing to {sum(values):g}"
             raise DataError(
                 f"the categorical likelihood needs one-hot items (exactly one 1 per "
-                f"position, the rest 0); item {row} holds {values} at position {pos} "
+                f"position, the rest 0); item {row} holds {shown} at position {pos} "
                 f"({int(bad.sum())} such positions in all). Encode the data as one-hot, "
                 f"or choose another likelihood (--likelihood gaussian)."
             )

@@ -54,7 +54,8 @@ def gc_fraction(x: np.ndarray) -> np.ndarray:
 
 # --- FASTA -----------------------------------------------------------------------------
 def looks_like_fasta(path: Path) -> bool:
-    """True when the first non-blank line of `path` starts with '>'.
+    """True when the first non-blank line of `path` starts with '>' (';' comment lines,
+    which `read_fasta` skips too, are passed over).
 
     Reads at most PEEK_BYTES, so it is cheap on large files, and returns False instead of
     raising (missing file, folder, binary content, no permission).
@@ -67,8 +68,9 @@ def looks_like_fasta(path: Path) -> bool:
             head = fh.read(PEEK_BYTES)
         text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
         for line in text.splitlines():
-            if line.strip():
-                return line.lstrip().startswith(">")
+            line = line.strip()
+            if line and not line.startswith(";"):
+                return line.startswith(">")
     except Exception:
         return False
     return False
