@@ -105,8 +105,12 @@ def load_state(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # unpickling refused, truncated or not a torch file at all
         raise CheckpointError(
             f"refusing to load {path}: it is not a plain-tensor checkpoint (it may carry "
-            f"pickled objects, or be truncated). Detail: {str(exc).splitlines()[0]}"
+            f"pickled objects, or be truncated). Detail: {_first_line(exc)}"
         ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
