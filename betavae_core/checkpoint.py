@@ -157,3 +157,13 @@ def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool =
             shutil.rmtree(target) if target.is_dir() else target.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def new_output_dir(path: str | Path) -> Path:
+    """An empty directory for outputs; an existing non-empty one is never reused."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise OutputExistsError(f"{path} already exists and is not empty; outputs are never "
+                                f"overwritten. Choose a new --out.")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

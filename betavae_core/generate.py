@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError, OutputExistsError, PluginError
+from .checkpoint import new_output_dir
+from .errors import ConfigError, PluginError
 from .model import BetaVAE
 from .plugins import call_plugin, registry
 from .posterior import batches
@@ -52,16 +53,6 @@ def sample(
         covariates=None if covariates is None else covariates.cpu(),
         domain=model.config.domain, attrs=dict(attrs or {}), model=model,
     )
-
-
-def new_output_dir(path: str | Path) -> Path:
-    """An empty directory for candidates; an existing non-empty one is never reused."""
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise OutputExistsError(f"{path} already exists and is not empty; candidates are never "
-                                f"overwritten. Choose a new --out.")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def generate(

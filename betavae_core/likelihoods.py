@@ -1,5 +1,8 @@
 """Decoder likelihoods p(x | z): the base class plugins extend and the core's own ones.
 
+Data are checked against the support once, by `check_data`, before a fit; distributions
+are then built with `validate_args=False` so no minibatch pays for the check again.
+
 A likelihood turns decoder output of shape (n, params_per_element, *event_shape) into a
 `torch.distributions` object over one item, so `log_prob(x)` gives one value per item
 (summed over the item's elements, in nats). Per-likelihood parameters that do not depend
@@ -57,7 +60,7 @@ class Likelihood(nn.Module):
                 f"params_per_element={self.params_per_element} channels."
             )
         base = self.element_distribution(params, context)
-        return D.Independent(base, len(base.batch_shape) - 1)
+        return D.Independent(base, len(base.batch_shape) - 1, validate_args=False)
 
 
 def _first_bad_item(mask: torch.Tensor) -> tuple[int, int]:
@@ -82,7 +85,7 @@ class Bernoulli(Likelihood):
             )
 
     def element_distribution(self, params, context):
-        return D.Bernoulli(logits=params[:, 0])
+        return D.Bernoulli(logits=params[:, 0], validate_args=False)
 
 
 class Gaussian(Likelihood):
@@ -101,4 +104,4 @@ class Gaussian(Likelihood):
 
     def element_distribution(self, params, context):
         scale = self.log_scale.clamp(-7.0, 5.0).exp()
-        return D.Normal(params[:, 0], scale.expand_as(params[:, 0]))
+        return D.Normal(params[:, 0], scale.expand_as(params[:, 0]), validate_args=False)

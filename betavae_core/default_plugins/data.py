@@ -35,6 +35,22 @@ def load_shapes(n: int = 6000, size: int = 28, seed: int = 0) -> DomainData:
     )
 
 
+def load_mixed_factors(
+    n: int = 4000, n_factors: int = 4, dim: int = 16, noise: float = 0.05, seed: int = 0
+) -> DomainData:
+    """Independent uniform sources through a fixed nonlinear mixing (tabular, Gaussian)."""
+    from betavae_datasets.factors import make_mixed_factors
+
+    mixed = make_mixed_factors(n=int(n), n_factors=int(n_factors), dim=int(dim),
+                               noise=float(noise), seed=int(seed))
+    return DomainData(
+        x=mixed.x, domain="factors", likelihood="gaussian", factors=mixed.factors,
+        factor_names=mixed.factor_names, factor_discrete=(False,) * len(mixed.factor_names),
+        attrs={"source": "betavae_datasets.factors", "n_factors": n_factors, "dim": dim,
+               "noise": noise, "seed": seed},
+    )
+
+
 def claims_numpy(path: Path) -> bool:
     """A .npy file, or a .npz archive holding an array named `x`."""
     try:
@@ -87,6 +103,11 @@ def register_datasets(register):
         name="shapes", domain="shapes", load=load_shapes, has_factors=True,
         options={"n": 6000, "size": 28, "seed": 0},
         help="Procedural binary shapes (dSprites-style) with shape/scale/rotation/position.",
+    ))
+    register(Dataset(
+        name="mixed_factors", domain="factors", load=load_mixed_factors, has_factors=True,
+        options={"n": 4000, "n_factors": 4, "dim": 16, "noise": 0.05, "seed": 0},
+        help="Independent uniform sources through a fixed nonlinear map (tabular).",
     ))
 
 
