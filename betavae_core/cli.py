@@ -333,5 +333,35 @@ def generate(run_dir: str, n: int, out_dir: str, generator: str | None, seed: in
     click.echo(f"wrote {len(report.files)} files into {out_dir}/")
 
 
+# --- experiment ------------------------------------------------------------------------
+def _experiment_list() -> str:
+    from .experiments import EXPERIMENTS
+
+    return "\n".join(f"  {e.name:<16} {e.help}" for e in EXPERIMENTS.values())
+
+
+@main.command(epilog="\b\nExperiments:\n" + _experiment_list())
+@click.argument("name")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="New directory for result.json and the figures (default "
+              "runs/experiments/NAME).")
+@click.option("--quick", is_flag=True, help="The small configuration the tests use (seconds).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_friendly_errors
+def experiment(name: str, out_dir: str | None, quick: bool, seed: int) -> None:
+    """Run one of the experiments behind "β is the price of information".
+
+    Each fits small models, measures an effect, checks its direction, and writes
+    result.json plus PNG figures.
+    """
+    from .experiments import run_experiment
+
+    out = Path(out_dir or f"runs/experiments/{name}")
+    result = run_experiment(name, out, quick=quick, seed=seed)
+    click.echo(json.dumps(result.checks, indent=2))
+    click.echo(f"{name}: {sum(result.checks.values())}/{len(result.checks)} checks hold "
+               f"({result.seconds:.0f} s); wrote {out}/result.json and figures.")
+
+
 if __name__ == "__main__":
     main()
