@@ -76,7 +76,6 @@ class PluginHost:
         self._load_core()
         for ep in _entry_points():
             self._load_entry_point(ep)
-        self.pm.check_pending()
 
     def _load_core(self) -> None:
         import importlib
@@ -103,6 +102,7 @@ class PluginHost:
         try:
             plugin = ep.load()
             self.pm.register(plugin, name=ep.name)
+            self.pm.check_pending()  # a hook name that matches no spec (a typo) fails here
         except Exception as exc:  # isolation: a broken plugin must not break the CLI
             self._fail(info, f"failed to load: {type(exc).__name__}: {exc}", exc, {ep.name})
             return
@@ -112,7 +112,12 @@ class PluginHost:
         """Register an already-imported plugin object (tests, notebooks, scripts)."""
         info = PluginInfo(name, version, getattr(plugin, "__name__", repr(plugin)))
         self.infos[name] = info
-        self.pm.register(plugin, name=name)
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except Exception as exc:
+            self._fail(info, f"failed to load: {type(exc).__name__}: {exc}", exc, {name})
+            return info
         self._collect(name, [plugin], info)
         return info
 

@@ -475,3 +475,20 @@ def test_plugins_json_lists_the_broken_plugin(make_module, entry_points) -> None
     at = next(i for i, line in enumerate(lines) if line.startswith("needs_dep"))
     assert "[unavailable]" in lines[at]
     assert lines[at + 1].strip().startswith("reason:") and MISSING_DEP in lines[at + 1]
+
+
+def test_a_misspelt_hook_disables_only_its_plugin(fresh_plugins):
+    """pluggy's check_pending finds a hook name that matches no spec; only that plugin fails."""
+    from betavae_core import hookimpl
+    from betavae_core.plugins import get_host, registry
+
+    class Typo:
+        @hookimpl
+        def register_dataset(self, register):  # missing "s": no such hook
+            raise AssertionError("never called")
+
+    with pytest.warns(UserWarning, match="'typo' is unavailable"):
+        info = get_host().register_object(Typo(), name="typo")
+    assert info.status == "unavailable"
+    assert "register_dataset" in info.reason
+    assert "shapes" in registry("datasets")
