@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
 
 from .. import checkpoint as ckpt
 from .. import information, plots
@@ -41,6 +45,22 @@ class Fitted:
     model: BetaVAE
     heldout: DomainData
     history: list[dict[str, Any]]
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """One thread for torch and the BLAS/OpenMP pools, restored afterwards.
+
+    The experiments fit many tiny models; on a busy 2-core machine, two threads per kernel
+    spin against each other and run tens of times slower, with identical results.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def dataset(name: str, **options: Any) -> DomainData:

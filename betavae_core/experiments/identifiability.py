@@ -29,13 +29,10 @@ dimension costs a factor there.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
 from ..data import DomainData
@@ -44,7 +41,7 @@ from ..model import BetaVAE, ModelConfig
 from ..objective import Objective
 from ..posterior import encode, evaluate_terms
 from ..trainer import TrainConfig, fit
-from .common import ExperimentResult, dataset, timed
+from .common import ExperimentResult, dataset, single_threaded, timed
 
 PRIORS = ("isotropic", "anisotropic")
 ACTIVE_THRESHOLD = 0.01  # Var_x(E[z_j|x]) / s_j^2 above this: dimension j is active
@@ -84,17 +81,6 @@ FULL = Setting(n_train=4000, n_heldout=1000, n_factors=4, dim=16, latent_dim=4,
 # slower to optimise, trail in ELBO and in pairwise MCC.
 QUICK = Setting(n_train=2000, n_heldout=500, n_factors=4, dim=16, latent_dim=4,
                 hidden=(32, 32), beta=1.0, epochs=40, batch_size=128, lr=2e-3)
-
-
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """Tiny MLPs run fastest on one thread (and far slower when cores are contended)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _fit(train: DomainData, setting: Setting, prior: str, seed: int) -> BetaVAE:
@@ -198,7 +184,7 @@ def identifiability(quick: bool = False, seed: int = 0) -> ExperimentResult:
     train = dataset("mixed_factors", n=setting.n_train, seed=seed, **opts)
     heldout = dataset("mixed_factors", n=setting.n_heldout, seed=seed + 1000, **opts)
     seeds = [seed + i for i in range(setting.n_seeds)]
-    with _single_thread():
+    with single_threaded():
         arms = {p: _prior_arm(train, heldout, setting, p, seeds) for p in PRIORS}
 
     iso, aniso = (arms[p]["pairwise_mcc_summary"] for p in PRIORS)

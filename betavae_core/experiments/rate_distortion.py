@@ -12,7 +12,15 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
-from .common import ExperimentResult, dataset, monotone, posterior_stats, quick_fit, timed
+from .common import (
+    ExperimentResult,
+    dataset,
+    monotone,
+    posterior_stats,
+    quick_fit,
+    single_threaded,
+    timed,
+)
 
 # name -> (dataset options, fit options); "quick" variants keep the tests fast.
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -41,9 +49,10 @@ def _cached_sweep(name: str, mode: str, seed: int) -> list[dict[str, Any]]:
     data_options, fit_options = SETTINGS[name][mode]
     data = dataset(name, seed=seed, **data_options)
     rows = []
-    for beta in BETAS[mode]:
-        fitted = quick_fit(data, beta=beta, seed=seed, **fit_options)
-        rows.append({"beta": beta, **posterior_stats(fitted)})
+    with single_threaded():
+        for beta in BETAS[mode]:
+            fitted = quick_fit(data, beta=beta, seed=seed, **fit_options)
+            rows.append({"beta": beta, **posterior_stats(fitted)})
     return rows
 
 
