@@ -146,3 +146,17 @@ def _decorrelation_figure(sweeps: dict[str, list[dict[str, Any]]]) -> Figure:
         ax.legend(lines, [ln.get_label() for ln in lines], frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def table(result: ExperimentResult) -> str:
+    """The sweep of either experiment as a plain-text table, one block per dataset."""
+    lines = []
+    for data_name, entry in result.metrics.items():
+        lines.append(f"{data_name}")
+        lines.append(f"  {'beta':>6} {'rate':>8} {'distortion':>11} {'active':>7} "
+                     f"{'offdiag':>8} {'TC':>7}")
+        for r in entry["rows"]:
+            lines.append(f"  {r['beta']:>6g} {r['rate']:>8.2f} {r['distortion']:>11.2f} "
+                         f"{r['active_units']:>7d} {r['offdiag_mass']:>8.4f} "
+                         f"{r['total_correlation_gaussian']:>7.3f}")
+    return "\n".join(lines)
