@@ -29,8 +29,8 @@ HISTORY = "history.csv"
 REPORT = "report.json"
 CHECKPOINT_DIR = "checkpoint"
 LAST_WEIGHTS = f"{CHECKPOINT_DIR}/last.safetensors"
+BEST_WEIGHTS = f"{CHECKPOINT_DIR}/best.safetensors"
 TRAINER_STATE = f"{CHECKPOINT_DIR}/state.pt"
-RUN_FILES = (CONFIG, WEIGHTS, HISTORY, REPORT, CHECKPOINT_DIR, "plots")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -77,7 +77,11 @@ def read_json(path: str | Path) -> dict[str, Any]:
 
 
 def save_weights(module: torch.nn.Module, path: str | Path) -> None:
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_tensors(module.state_dict(), path)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     atomic_write(path, lambda p: save_file(state, str(p)))
 
 
@@ -127,6 +131,25 @@ def _normalise(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_json_default))
 
 
+def _foreign_files(run_dir: Path) -> list[str]:
+    """Files in a run directory that betavae did not write (relative paths)."""
+    foreign = []
+    for entry in sorted(run_dir.rglob("*")):
+        rel = entry.relative_to(run_dir)
+        top = rel.parts[0]
+        if entry.is_dir() and top in (CHECKPOINT_DIR, "plots") and len(rel.parts) == 1:
+            continue
+        ours = (
+            (len(rel.parts) == 1 and top in (CONFIG, WEIGHTS, HISTORY, REPORT))
+            or (top == CHECKPOINT_DIR and len(rel.parts) == 2
+                and rel.parts[1] in ("last.safetensors", "best.safetensors", "state.pt"))
+            or (top == "plots" and len(rel.parts) == 2 and rel.suffix == ".png")
+        )
+        if not ours:
+            foreign.append(str(rel))
+    return foreign
+
+
 def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
     """Make `path` ready for a new fit; refuse a non-empty one unless resuming/overwriting.
 
@@ -138,6 +161,8 @@ def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool =
         raise OutputExistsError("choose either resume or overwrite, not both.")
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"{path} exists and is not a directory.")
+    if resume and not (path / CONFIG).exists():
+        raise CheckpointError(f"nothing to resume in {path}: it holds no {CONFIG}.")
     contents = sorted(p.name for p in path.iterdir()) if path.exists() else []
     if contents and not (resume or overwrite):
         raise OutputExistsError(
@@ -146,7 +171,7 @@ def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool =
             f"--overwrite to replace it, or choose a new --out."
         )
     if overwrite and contents:
-        foreign = [c for c in contents if c not in RUN_FILES and not c.endswith(".png")]
+        foreign = _foreign_files(path)
         if foreign:
             raise OutputExistsError(
                 f"refusing to overwrite {path}: it holds files betavae did not write "

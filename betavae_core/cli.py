@@ -158,12 +158,18 @@ def _training_options(func):
 
 
 def _configs(kw: dict[str, Any], data) -> tuple[Any, Any, Any]:
+    from .errors import ConfigError
     from .model import ModelConfig
     from .objective import Objective
     from .sources import parse_options
     from .trainer import TrainConfig
 
     scales = kw["prior_scales"]
+    try:
+        prior_scales = [float(s) for s in scales.split(",")] if scales else None
+    except ValueError:
+        raise ConfigError(f"--prior-scales must be comma-separated numbers; got "
+                          f"{scales!r}.") from None
     model = ModelConfig.for_data(
         data,
         latent_dim=kw["latent_dim"],
@@ -172,7 +178,7 @@ def _configs(kw: dict[str, Any], data) -> tuple[Any, Any, Any]:
         architecture=kw["architecture"],
         architecture_options=parse_options(kw["arch_option"]),
         prior=kw["prior"],
-        prior_scales=[float(s) for s in scales.split(",")] if scales else None,
+        prior_scales=prior_scales,
         learn_prior=kw["learn_prior"],
         skip=kw["skip"],
         skip_gate=kw["skip_gate"],
@@ -316,10 +322,13 @@ def generate(run_dir: str, n: int, out_dir: str, generator: str | None, seed: in
     """Sample the prior, decode, and hand the result to the domain's generator."""
     import torch
 
+    from .errors import ConfigError
     from .generate import generate as run_generate
     from .runs import load_run
     from .sources import parse_options
 
+    if n < 1:
+        raise ConfigError(f"-n must be >= 1; got {n}.")
     run = load_run(run_dir)
     name = generator or run.config["data"].get("generator", "arrays")
     covariates = None

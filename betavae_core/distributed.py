@@ -19,6 +19,7 @@ import torch.distributed as dist
 class World:
     rank: int = 0
     size: int = 1
+    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -34,10 +35,13 @@ def setup(device: torch.device) -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)  # one GPU per process, before NCCL starts
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
-    return World(dist.get_rank(), dist.get_world_size())
+    return World(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def all_sum(values: torch.Tensor, world: World) -> torch.Tensor:

@@ -37,6 +37,10 @@ def evaluate(
         missing = [n for n in names if n not in known]
         if missing:
             raise ConfigError(f"no evaluation named {missing}; available: {sorted(known)}.")
+        skipped = [n for n in names if n not in {e.name for e in chosen}]
+        if skipped:
+            raise ConfigError(f"evaluation(s) {skipped} do not apply to this data (domain "
+                              f"{data.domain!r}).")
         chosen = [e for e in chosen if e.name in names]
     report: dict[str, Any] = {}
     for evaluation in chosen:
@@ -81,6 +85,9 @@ def evaluate_run(
         plots.save_figure(plots.training_history(history), run.dir / PLOTS_DIR / "history.png")
     report_path = run.dir / ckpt.REPORT
     report = ckpt.read_json(report_path) if report_path.exists() else {}
+    previous = report.get("evaluation", {})
+    if names and previous.get("data") == described:  # --only: keep the other results
+        results = {**previous.get("results", {}), **results}
     report["evaluation"] = {"data": described, "n_items": len(eval_data), "results": results}
     ckpt.write_json(report_path, report)
     return report["evaluation"]

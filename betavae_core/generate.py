@@ -68,6 +68,8 @@ def generate(
     options: dict[str, Any] | None = None,
 ) -> CandidateReport:
     """Sample, decode and pass to the generator plugin, which writes into `out_dir`."""
+    if n < 1:
+        raise ConfigError(f"n must be >= 1; got {n}.")
     record = registry("generators").get(generator)
     out = new_output_dir(out_dir)
     samples = sample(model, n, covariates=covariates, context=context, seed=seed, attrs=attrs)

@@ -103,7 +103,9 @@ class PluginHost:
             plugin = ep.load()
             self.pm.register(plugin, name=ep.name)
             self.pm.check_pending()  # a hook name that matches no spec (a typo) fails here
-        except Exception as exc:  # isolation: a broken plugin must not break the CLI
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:  # isolation (sys.exit included): the CLI must survive
             self._fail(info, f"failed to load: {type(exc).__name__}: {exc}", exc, {ep.name})
             return
         self._collect(ep.name, [plugin], info)

@@ -90,7 +90,12 @@ def load_data(
 def _load_file(loader: Any, path: Path, options: dict[str, Any]):
     if not path.exists():
         raise DataError(f"{path} does not exist.")
-    data = call_plugin(loader, "loader", loader.load, path, **options)
+    try:
+        data = call_plugin(loader, "loader", loader.load, path, **options)
+    except DataError as exc:
+        if str(path) in str(exc):
+            raise
+        raise DataError(f"{path}: {exc}") from exc
     source = {"kind": "file", "path": str(path.resolve()), "loader": loader.name,
               "options": options}
     return _checked(data, loader), source

@@ -16,14 +16,14 @@ from .model import ModelConfig
 from .objective import Objective
 from .posterior import encode, evaluate_terms
 from .runs import load_run
-from .trainer import TrainConfig, fit
+from .trainer import TrainConfig, check_same_fit, fit, fit_description
 
 RD_COLUMNS = ["beta", "rate", "distortion", "elbo", "active_units", "offdiag_mass",
               "total_correlation", "run"]
 
 
 def run_name(beta: float) -> str:
-    return f"beta_{beta:g}"
+    return f"beta_{beta:.12g}"
 
 
 def sweep(
@@ -44,19 +44,29 @@ def sweep(
         raise ConfigError("give at least one β.")
     if any(not b > 0 for b in betas):
         raise ConfigError(f"every β must be > 0; got {betas}.")
+    betas = sorted(set(betas))
+    names = [run_name(b) for b in betas]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"β values {betas} are too close to name one run each.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     objective = objective or Objective()
+    model_config = model_config or ModelConfig.for_data(data)
+    train = train or TrainConfig()
     rows = []
-    for beta in sorted(betas):
+    for beta in betas:
         run_dir = out / run_name(beta)
+        beta_objective = replace(objective, beta=beta)
+        started = (run_dir / ckpt.CONFIG).exists()
+        if started:  # an earlier sweep's run: only if it is this very fit
+            check_same_fit(run_dir, fit_description(data, model_config, train,
+                                                    beta_objective, source))
         if (run_dir / ckpt.REPORT).exists():
             run = load_run(run_dir)
             model, heldout = run.model, run.heldout(data)
         else:
-            result = fit(data, model_config, train, replace(objective, beta=beta),
-                         out_dir=run_dir, resume=(run_dir / ckpt.TRAINER_STATE).exists(),
-                         source=source)
+            result = fit(data, model_config, train, beta_objective, out_dir=run_dir,
+                         resume=started, source=source)
             model, heldout = result.model, data.subset(result.val_indices) if len(
                 result.val_indices) else data
         rows.append(_rd_row(beta, model, heldout, run_dir.name))

@@ -43,8 +43,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ConfigError(f"epochs must be >= 0; got {self.epochs}.")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1; got {self.epochs}.")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1; got {self.batch_size}.")
         if not self.lr > 0:
@@ -89,7 +89,10 @@ class FitResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available here.")
     return device
@@ -153,16 +156,13 @@ def fit(
         torch.set_num_threads(train.threads)
     device = resolve_device(train.device)
     world = distributed.setup(device)
+    if world.active and train.batch_size < world.size:
+        raise ConfigError(f"batch_size {train.batch_size} is smaller than the {world.size} "
+                          f"processes; each process needs at least one item per batch.")
     if world.active and device.type == "cuda":
-        device = torch.device("cuda", world.rank % torch.cuda.device_count())
+        device = torch.device("cuda", world.local_rank)
 
-    config_doc = {
-        "model": model_config.to_dict(),
-        "train": train.to_dict(),
-        "objective": objective.to_dict(),
-        "data": {**data.describe(), "attrs": _json_attrs(data.attrs)},
-        "source": source or {},
-    }
+    config_doc = fit_description(data, model_config, train, objective, source)
     # Everything that can reject the input runs before anything touches the disk.
     model = build_model(model_config, train.seed)
     with torch.no_grad():
@@ -174,9 +174,12 @@ def fit(
     if resume:
         if run.dir is None:
             raise ConfigError("resume needs the run directory (out_dir) to resume from.")
-        state = _check_resumable(run.dir, config_doc)
-    elif run.dir is not None and world.is_main:
-        ckpt.write_json(run.dir / ckpt.CONFIG, config_doc)
+        check_same_fit(run.dir, config_doc)
+        # Interrupted before its first checkpoint: nothing to restore, start afresh.
+        has_state = (run.dir / ckpt.TRAINER_STATE).exists()
+        state = ckpt.load_state(run.dir / ckpt.TRAINER_STATE) if has_state else None
+    if run.writes:
+        ckpt.write_json(run.dir / ckpt.CONFIG, config_doc)  # on resume: the new epochs etc.
     model.to(device)
     optimiser = _adam([p for p in model.parameters() if p.requires_grad], train.lr, device)
     train_idx, val_idx = split_indices(len(data), train.val_fraction, train.seed)
@@ -218,7 +221,26 @@ def _json_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_resumable(run_dir: Path, config_doc: dict[str, Any]) -> dict[str, Any]:
+def fit_description(
+    data: DomainData,
+    model_config: ModelConfig,
+    train: TrainConfig,
+    objective: Objective,
+    source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What `config.json` records about a fit: enough to rebuild, compare and reload it."""
+    return {
+        "model": model_config.to_dict(),
+        "train": train.to_dict(),
+        "objective": objective.to_dict(),
+        "data": {**data.describe(), "attrs": _json_attrs(data.attrs)},
+        "source": source or {},
+    }
+
+
+def check_same_fit(run_dir: Path, config_doc: dict[str, Any]) -> None:
+    """Refuse to continue (or reuse) the run in `run_dir` if it was another fit: other
+    model, objective, training settings that cannot change mid-fit, or other data."""
     saved = ckpt.read_json(run_dir / ckpt.CONFIG)
     problems = []
     for section in ("model", "objective"):
@@ -227,16 +249,17 @@ def _check_resumable(run_dir: Path, config_doc: dict[str, Any]) -> dict[str, Any
     saved_train = {k: v for k, v in saved.get("train", {}).items() if k not in RESUMABLE_CHANGES}
     new_train = {k: v for k, v in config_doc["train"].items() if k not in RESUMABLE_CHANGES}
     problems += [f"train.{d}" for d in ckpt.config_differences(saved_train, new_train)]
-    for key in ("n_items", "event_shape"):
+    for key in ("domain", "n_items", "event_shape", "likelihood"):
         if saved.get("data", {}).get(key) != config_doc["data"][key]:
-            problems.append(f"data.{key}: {saved['data'].get(key)!r} -> "
+            problems.append(f"data.{key}: {saved.get('data', {}).get(key)!r} -> "
                             f"{config_doc['data'][key]!r}")
+    problems += [f"source.{d}" for d in
+                 ckpt.config_differences(saved.get("source", {}), config_doc["source"])]
     if problems:
         raise CheckpointError(
-            f"cannot resume {run_dir}: the saved run differs in " + "; ".join(problems)
-            + ". Resume with the same settings, or start a new --out."
+            f"cannot continue {run_dir}: the saved run differs in " + "; ".join(problems)
+            + ". Use the same settings and data, or start a new --out."
         )
-    return ckpt.load_state(run_dir / ckpt.TRAINER_STATE)
 
 
 class _Run:
@@ -283,15 +306,15 @@ class _Loop:
         self.best_elbo = float(state["best_elbo"])
         self.best_epoch = int(state["best_epoch"])
         self.bad_epochs = int(state["bad_epochs"])
-        best_path = run_dir / ckpt.WEIGHTS
-        self.best_state = ckpt.load_weights(best_path) if best_path.exists() else _copy_state(
-            self.model)
+        # The best weights as of this checkpoint (model.safetensors may be newer than it).
+        self.best_state = ckpt.load_weights(run_dir / ckpt.BEST_WEIGHTS)
 
     def _save_checkpoint(self) -> None:
         if not self.run_files.writes:
             return
         d = self.run_files.dir
         ckpt.save_weights(self.model, d / ckpt.LAST_WEIGHTS)
+        ckpt.save_tensors(self.best_state, d / ckpt.BEST_WEIGHTS)
         ckpt.save_state(
             {
                 "optimiser": self.optimiser.state_dict(),
@@ -330,8 +353,10 @@ class _Loop:
     def run(self) -> None:
         train = self.train
         self.stopped = "finished"
+        if train.patience is not None and self.bad_epochs >= train.patience:
+            self.stopped = self._early_stop_message()  # resumed after it had stopped
+            return
         if self.epoch >= train.epochs:
-            self.stopped = "finished" if self.history else "no epochs"
             return
         bar = tqdm(range(self.epoch, train.epochs), desc="betavae fit", unit="epoch",
                    initial=self.epoch, total=train.epochs,
@@ -366,10 +391,13 @@ class _Loop:
             if improved and self.run_files.writes:
                 self._save_best(copy_last=checkpoint)
             if stop:
-                self.stopped = (f"early stop: validation ELBO did not improve for "
-                                f"{train.patience} epochs")
+                self.stopped = self._early_stop_message()
                 break
         bar.close()
+
+    def _early_stop_message(self) -> str:
+        return (f"early stop: validation ELBO did not improve for {self.train.patience} "
+                f"epochs")
 
     def _train_epoch(self, epoch: int) -> tuple[Terms, float, float | None]:
         train, world = self.train, self.world
@@ -408,12 +436,14 @@ class _Loop:
                 sums[2:] += record.kl_per_dim.double().sum(dim=0)
         bad = distributed.all_sum(nonfinite.long(), world)
         if bool(bad.any()):
+            kept = (f"The last good checkpoint (epoch {self.epoch}) is kept in "
+                    f"{self.run_files.dir}." if self.run_files.dir and self.history
+                    else "No checkpoint was written.")
             raise NonFiniteLossError(
                 f"the loss became non-finite at epoch {epoch + 1}, batch "
-                f"{int(torch.nonzero(bad)[0, 0]) + 1} of {n_batches}; training stopped. The "
-                f"last good checkpoint (epoch {self.epoch}) is kept"
-                f"{' in ' + str(self.run_files.dir) if self.run_files.dir else ''}. "
-                f"Try a lower --lr, --grad-clip, or check the data's scale."
+                f"{int(torch.nonzero(bad)[0, 0]) + 1} of {n_batches}; training stopped. "
+                f"{kept} Try a lower --lr or --grad-clip (in a new --out), or check the "
+                f"data's scale."
             )
         sums = distributed.all_sum(sums, world).cpu()
         n = max(float(sums[1]), 1.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from betavae_core.data import DomainData
+from betavae_core.data import DomainData, check_finite
 from betavae_core.errors import DataError
 from betavae_core.hookspecs import hookimpl
 from betavae_core.registry import Dataset, Loader
@@ -79,11 +79,19 @@ def load_numpy(path: Path, likelihood: str = "auto") -> DomainData:
     except ValueError as exc:
         raise DataError(f"{path}: cannot read as numpy arrays without pickle ({exc}).") from None
     arrays = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else {"x": loaded}
+    if "x" not in arrays:
+        raise DataError(f"{path}: no array named 'x' (it holds {sorted(arrays)}).")
     x = np.asarray(arrays["x"])
     if x.ndim < 2:
         raise DataError(f"{path}: x has shape {x.shape}; expected (n_items, features...).")
-    if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
-        raise DataError(f"{path}: x has dtype {x.dtype}; expected numbers.")
+    if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{path}: x has dtype {x.dtype}; expected real numbers.")
+    for name in ("x", "factors", "covariates"):
+        if name in arrays:
+            check_finite(np.asarray(arrays[name], dtype=np.float64), f"{path}: {name}")
+    if np.abs(x).max(initial=0) > np.finfo(np.float32).max:
+        raise DataError(f"{path}: x holds values beyond the float32 range "
+                        f"(max |x| = {np.abs(x).max():.3g}); rescale the data.")
     if likelihood == "auto":
         finite = np.isfinite(x).all()
         likelihood = "bernoulli" if finite and np.isin(x, (0, 1)).all() else "gaussian"

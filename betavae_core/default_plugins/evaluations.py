@@ -78,7 +78,7 @@ def images(model: BetaVAE, data: DomainData, n_show: int = 10) -> EvaluationResu
     x = data.x[:n_show].to(model.device)
     cov = None if data.covariates is None else data.covariates[:n_show].to(model.device)
     enc = model.encode(x, cov)
-    recon = model.decode(enc.mu, cov).mean.cpu().numpy()
+    recon = model.decode(enc.mu, cov, skip=enc.features).mean.cpu().numpy()
     recon_fig = plots.image_rows([x.cpu().numpy(), recon], ["data", "reconstruction"],
                                  "Held-out items and their reconstructions (posterior mean)")
     kl = model.kl_per_dim(enc.mu, enc.logvar).mean(0).cpu().numpy()
