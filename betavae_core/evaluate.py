@@ -13,7 +13,7 @@ from .errors import ConfigError, PluginError
 from .model import BetaVAE
 from .plugins import call_plugin, registry
 from .results import EvaluationResult
-from .runs import load_run, same_shape
+from .runs import load_run
 
 PLOTS_DIR = "plots"
 
@@ -29,7 +29,7 @@ def evaluate(
     Figures are saved as `out_dir/plots/<evaluation>_<figure>.png` when `out_dir` is
     given; the returned dict maps evaluation name -> metrics (and `figures`: file names).
     """
-    same_shape(model, data)
+    model.config.check_data(data)
     model.eval()
     chosen = [e for e in registry("evaluations") if e.applies_to(data)]
     if names:

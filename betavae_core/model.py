@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .architectures import ArchitectureRequest, EncoderOutput
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 PRIORS = ("isotropic", "anisotropic")
 
@@ -81,6 +81,15 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model config fields {sorted(unknown)}.")
         return cls(**d)
+
+    def check_data(self, data: Any) -> None:
+        """Raise `DataError` unless `data`'s items and covariates fit this model."""
+        if tuple(self.event_shape) != tuple(data.event_shape):
+            raise DataError(f"the model expects items of shape {self.event_shape}; the data "
+                            f"has {tuple(data.event_shape)}.")
+        if self.covariate_dim != data.covariate_dim:
+            raise DataError(f"the model expects {self.covariate_dim} covariates; the data has "
+                            f"{data.covariate_dim}.")
 
     def initial_prior_scales(self) -> list[float]:
         if self.prior_scales is not None:

@@ -74,12 +74,3 @@ def load_run(run_dir: str | Path, weights: str = ckpt.WEIGHTS) -> Run:
     model.load_state_dict(state)
     model.eval()
     return Run(run_dir, config, model)
-
-
-def same_shape(model: BetaVAE, data: DomainData) -> None:
-    if tuple(model.config.event_shape) != data.event_shape:
-        raise DataError(f"the model expects items of shape {model.config.event_shape}; "
-                        f"the data has {data.event_shape}.")
-    if model.config.covariate_dim != data.covariate_dim:
-        raise DataError(f"the model expects {model.config.covariate_dim} covariates; "
-                        f"the data has {data.covariate_dim}.")

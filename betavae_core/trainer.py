@@ -140,16 +140,7 @@ def fit(
     model_config = model_config or ModelConfig.for_data(data)
     if len(data) < 2:
         raise DataError(f"need at least 2 items to fit; got {len(data)}.")
-    if tuple(model_config.event_shape) != data.event_shape:
-        raise DataError(
-            f"the model expects items of shape {model_config.event_shape}; the data has "
-            f"{data.event_shape}."
-        )
-    if model_config.covariate_dim != data.covariate_dim:
-        raise DataError(
-            f"the model expects {model_config.covariate_dim} covariates; the data has "
-            f"{data.covariate_dim}."
-        )
+    model_config.check_data(data)
     if data.covariates is not None:  # x itself is checked by the likelihood below
         check_finite(data.covariates, "covariates")
     if train.threads:
