@@ -50,11 +50,12 @@ def main() -> None:
       betavae train shapes --beta 4 --latent-dim 10 --epochs 20 --out runs/a
       betavae evaluate runs/a
       betavae generate runs/a -n 1000 --out cands/
+      betavae experiment --help
     """
 
 
 # --- plugins, datasets -----------------------------------------------------------------
-@main.command()
+@main.command(short_help="List installed plugins and what they register.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_friendly_errors
 def plugins(as_json: bool) -> None:
@@ -74,7 +75,7 @@ def plugins(as_json: bool) -> None:
             click.echo(f"    {kind}: {', '.join(names)}")
 
 
-@main.command()
+@main.command(short_help="List named datasets and file loaders.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_friendly_errors
 def datasets(as_json: bool) -> None:
@@ -205,7 +206,7 @@ def _load(kw: dict[str, Any]):
 
 
 # --- train -----------------------------------------------------------------------------
-@main.command()
+@main.command(short_help="Fit a β-VAE to DATA and write a run directory.")
 @_training_options
 @click.option("--beta", type=float, default=1.0, show_default=True,
               help="Weight of the rate (KL) against the distortion.")
@@ -249,7 +250,7 @@ def _is_main_process() -> bool:
 
 
 # --- evaluate --------------------------------------------------------------------------
-@main.command()
+@main.command(short_help="Run every applicable evaluation on a fitted run.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", default=None, help="Evaluate on this dataset or path instead of the "
               "run's held-out split.")
@@ -279,7 +280,7 @@ def evaluate(run_dir: str, data: str | None, loader: str | None,
 
 
 # --- sweep -----------------------------------------------------------------------------
-@main.command()
+@main.command(short_help="Fit one model per β; write the rate–distortion curve.")
 @_training_options
 @click.option("--betas", required=True, help="Comma-separated β values, e.g. 0.25,1,4,16.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
@@ -307,7 +308,7 @@ def sweep(betas: str, out_dir: str, **kw: Any) -> None:
 
 
 # --- generate --------------------------------------------------------------------------
-@main.command()
+@main.command(short_help="Sample the prior, decode, hand to the domain's generator.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-n", "n", type=int, default=1000, show_default=True, help="Samples to draw.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -349,7 +350,8 @@ def _experiment_list() -> str:
     return "\n".join(f"  {e.name:<16} {e.help}" for e in EXPERIMENTS.values())
 
 
-@main.command(epilog="\b\nExperiments:\n" + _experiment_list())
+@main.command(short_help="Run an experiment on β as the price of information.",
+              epilog="\b\nExperiments:\n" + _experiment_list())
 @click.argument("name")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="New directory for result.json and the figures (default "
