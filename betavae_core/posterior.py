@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import information
 from .data import DomainData
 from .model import BetaVAE
 
@@ -82,3 +83,27 @@ def evaluate_terms(
     n = len(data)
     kl_np = (kl / n).numpy()
     return Terms(distortion / n, float(kl_np.sum()), kl_np, n)
+
+
+def heldout_summary(
+    model: BetaVAE, data: DomainData, mixture_tc: bool = False
+) -> dict[str, float | int | list[float]]:
+    """Rate, distortion, ELBO, KL per dimension, active units, off-diagonal mass and the
+    Gaussian total correlation of the aggregate posterior on `data` (plus the slower
+    mixture estimate of the total correlation when `mixture_tc`)."""
+    terms = evaluate_terms(model, data)
+    mu, logvar = encode(model, data)
+    n_active, _ = information.active_units(mu)
+    cov = information.aggregate_covariance(mu, logvar)
+    summary: dict[str, float | int | list[float]] = {
+        "rate": terms.rate,
+        "distortion": terms.distortion,
+        "elbo": terms.elbo,
+        "kl_per_dim": terms.kl_per_dim.tolist(),
+        "active_units": int(n_active),
+        "offdiag_mass": information.offdiag_mass(cov),
+        "total_correlation_gaussian": information.gaussian_total_correlation(cov),
+    }
+    if mixture_tc:
+        summary["total_correlation"] = information.total_correlation(mu, logvar)
+    return summary

@@ -8,7 +8,7 @@ does the work; the registry adds the name of the plugin that registered it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +179,4 @@ class Registry:
 
 
 def _with_plugin(record: Any, plugin: str) -> Any:
-    from dataclasses import replace
-
     return replace(record, plugin=plugin)

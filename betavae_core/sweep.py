@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
-from . import information, plots
+from . import plots
 from .data import DomainData
 from .errors import ConfigError
 from .model import ModelConfig
 from .objective import Objective
-from .posterior import encode, evaluate_terms
+from .posterior import heldout_summary
 from .runs import load_run
 from .trainer import TrainConfig, check_same_fit, fit, fit_description
 
@@ -78,15 +78,9 @@ def sweep(
 
 
 def _rd_row(beta: float, model, data: DomainData, run: str) -> dict[str, Any]:
-    terms = evaluate_terms(model, data)
-    mu, logvar = encode(model, data)
-    n_active, _ = information.active_units(mu)
-    cov = information.aggregate_covariance(mu, logvar)
-    return {
-        "beta": beta, "rate": terms.rate, "distortion": terms.distortion, "elbo": terms.elbo,
-        "active_units": n_active, "offdiag_mass": information.offdiag_mass(cov),
-        "total_correlation": information.gaussian_total_correlation(cov), "run": run,
-    }
+    summary = heldout_summary(model, data)
+    return {"beta": beta, **{k: summary[k] for k in RD_COLUMNS if k in summary},
+            "total_correlation": summary["total_correlation_gaussian"], "run": run}
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -172,7 +172,7 @@ def fit(
     if run.writes:
         ckpt.write_json(run.dir / ckpt.CONFIG, config_doc)  # on resume: the new epochs etc.
     model.to(device)
-    optimiser = _adam([p for p in model.parameters() if p.requires_grad], train.lr, device)
+    optimiser = _adam([p for p in model.parameters() if p.requires_grad], train.lr)
     train_idx, val_idx = split_indices(len(data), train.val_fraction, train.seed)
     loop = _Loop(model, optimiser, objective, train, data, train_idx, val_idx, world, run)
     if state is not None:
@@ -191,7 +191,7 @@ def fit(
                      val_idx, train_idx, report)
 
 
-def _adam(params: list[torch.nn.Parameter], lr: float, device: torch.device):
+def _adam(params: list[torch.nn.Parameter], lr: float):
     """Adam, fused into one kernel where this torch supports it (same maths, less overhead)."""
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)

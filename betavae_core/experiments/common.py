@@ -14,11 +14,11 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .. import checkpoint as ckpt
-from .. import information, plots
+from .. import plots
 from ..data import DomainData
 from ..model import BetaVAE, ModelConfig
 from ..objective import Objective
-from ..posterior import encode, evaluate_terms
+from ..posterior import heldout_summary
 from ..sources import load_data
 from ..trainer import TrainConfig, fit
 
@@ -93,20 +93,7 @@ def quick_fit(
 
 def posterior_stats(fitted: Fitted) -> dict[str, Any]:
     """Held-out rate, distortion, active units, off-diagonal mass and total correlation."""
-    terms = evaluate_terms(fitted.model, fitted.heldout)
-    mu, logvar = encode(fitted.model, fitted.heldout)
-    n_active, _ = information.active_units(mu)
-    cov = information.aggregate_covariance(mu, logvar)
-    return {
-        "rate": terms.rate,
-        "distortion": terms.distortion,
-        "elbo": terms.elbo,
-        "kl_per_dim": terms.kl_per_dim.tolist(),
-        "active_units": int(n_active),
-        "offdiag_mass": information.offdiag_mass(cov),
-        "total_correlation": information.total_correlation(mu, logvar),
-        "total_correlation_gaussian": information.gaussian_total_correlation(cov),
-    }
+    return heldout_summary(fitted.model, fitted.heldout, mixture_tc=True)
 
 
 def monotone(values: list[float], increasing: bool, tolerance: float = 0.0) -> bool:
