@@ -1,0 +1,164 @@
+"""Named datasets of Monte Carlo configurations, and the reader for one's own ensembles.
+
+Each configuration carries its control parameter (temperature, or kappa for phi^4) and
+its exact observables as factors, so evaluations can ask which latent learned what.
+Ensembles are cached on disk keyed by every parameter (see `cache.py`).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from betavae_core.data import DomainData, check_finite
+from betavae_core.errors import ConfigError, DataError
+
+from . import montecarlo as mc
+from .cache import cached_ensemble
+from .lattice import lattice_size
+
+DOMAIN = "fields"
+ZIP_MAGIC = b"PK\x03\x04"
+
+#: What each lattice model trains with by default: likelihood and architecture.
+MODEL_DEFAULTS: dict[str, dict[str, str]] = {
+    "ising": {"likelihood": "spin_checkerboard", "architecture": "lattice_conv"},
+    "xy": {"likelihood": "von_mises", "architecture": "lattice_conv_angles"},
+    "phi4": {"likelihood": "gaussian", "architecture": "lattice_conv"},
+}
+
+
+def control_grid(low: float, high: float, count: int, name: str) -> list[float]:
+    """`count` evenly spaced values in [low, high], all > 0."""
+    if int(count) < 1:
+        raise ConfigError(f"n_{name}s must be >= 1; got {count}.")
+    if not (float(low) > 0 and float(high) > 0):
+        raise ConfigError(f"{name}s must be > 0; got the range [{low}, {high}].")
+    if float(high) < float(low):
+        raise ConfigError(f"the {name} range is reversed: [{low}, {high}].")
+    return [round(float(v), 6) for v in np.linspace(float(low), float(high), int(count))]
+
+
+def ensemble_data(ens: mc.Ensemble, source: str, extra: dict[str, Any] | None = None
+                  ) -> DomainData:
+    """A `DomainData` of one ensemble: configurations, control, energy and magnetisation."""
+    defaults = MODEL_DEFAULTS[ens.model]
+    m = np.asarray(ens.magnetization, dtype=np.float64)
+    factors = np.stack([ens.control, ens.energy, m, np.abs(m)], axis=1)
+    return DomainData(
+        x=np.asarray(ens.configs, dtype=np.float32),
+        domain=DOMAIN,
+        likelihood=defaults["likelihood"],
+        architecture=defaults["architecture"],
+        factors=factors,
+        factor_names=(ens.control_name, "energy", "magnetization", "abs_magnetization"),
+        factor_discrete=(False,) * 4,
+        metadata={ens.control_name: np.asarray(ens.control, dtype=np.float64)},
+        attrs={
+            "source": source, "model": ens.model, "control_name": ens.control_name,
+            "L": int(ens.configs.shape[-1]), "params": ens.params,
+            "tau": {str(k): float(v) for k, v in ens.tau.items()},
+            "image": ens.model != "xy", **(extra or {}),
+        },
+        generator="lattice",
+    )
+
+
+def load_ising2d(L: int = 16, t_min: float = 1.6, t_max: float = 3.2, n_temperatures: int = 21,
+                 samples: int = 200, seed: int = 0) -> DomainData:
+    """2D Ising configurations (+-1) on an L x L torus across a temperature grid."""
+    temps = control_grid(t_min, t_max, n_temperatures, "temperature")
+    params = {"L": int(L), "temperatures": temps, "samples": int(samples), "seed": int(seed)}
+    ens = cached_ensemble("ising", params, lambda: mc.sample_ising(
+        int(L), temps, int(samples), seed=int(seed)))
+    return ensemble_data(ens, "betavae_fields.ising2d", {"tc_exact": mc.TC_ISING})
+
+
+def load_xy2d(L: int = 16, t_min: float = 0.4, t_max: float = 1.6, n_temperatures: int = 13,
+              samples: int = 200, seed: int = 0) -> DomainData:
+    """2D XY configurations (angles in radians) across a temperature grid."""
+    temps = control_grid(t_min, t_max, n_temperatures, "temperature")
+    params = {"L": int(L), "temperatures": temps, "samples": int(samples), "seed": int(seed)}
+    ens = cached_ensemble("xy", params, lambda: mc.sample_xy(
+        int(L), temps, int(samples), seed=int(seed)))
+    return ensemble_data(ens, "betavae_fields.xy2d")
+
+
+def load_phi4_2d(L: int = 16, k_min: float = 0.15, k_max: float = 0.35, n_kappas: int = 11,
+                 samples: int = 200, lam: float = 1.0, seed: int = 0) -> DomainData:
+    """2D phi^4 field configurations across a grid of the hopping parameter kappa."""
+    kappas = control_grid(k_min, k_max, n_kappas, "kappa")
+    params = {"L": int(L), "kappas": kappas, "samples": int(samples), "lam": float(lam),
+              "seed": int(seed)}
+    ens = cached_ensemble("phi4", params, lambda: mc.sample_phi4(
+        int(L), kappas, int(samples), seed=int(seed), lam=float(lam)))
+    return ensemble_data(ens, "betavae_fields.phi4_2d", {"lam": float(lam)})
+
+
+# --- one's own ensembles: .npz with `configs` and a control column ---------------------
+CONTROL_KEYS = ("temperature", "kappa")
+
+
+def claims_lattice_npz(path: Path) -> bool:
+    """An .npz archive holding `configs` and `temperature` (or `kappa`)."""
+    try:
+        if not path.is_file():
+            return False
+        with path.open("rb") as fh:
+            if fh.read(4) != ZIP_MAGIC:
+                return False
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return "configs.npy" in names and any(f"{k}.npy" in names for k in CONTROL_KEYS)
+
+
+def load_lattice_npz(path: Path, model: str = "auto", lam: float = 1.0) -> DomainData:
+    """Configurations (n, L, L) with their control parameter; `model` is ising, xy or phi4
+    ("auto": +-1 values mean ising, else a temperature means xy and kappa means phi4).
+    Energies and magnetisations are recomputed from the configurations."""
+    with np.load(path, allow_pickle=False) as arrays:
+        configs = np.asarray(arrays["configs"])
+        key = next(k for k in CONTROL_KEYS if k in arrays)
+        control = np.asarray(arrays[key], dtype=np.float64).reshape(-1)
+    if configs.ndim != 3:
+        raise DataError(f"{path}: configs must have shape (n, L, L); got {configs.shape}.")
+    L = lattice_size(configs.shape[1:], what=f"configurations in {path}")
+    if len(control) != len(configs):
+        raise DataError(f"{path}: {len(configs)} configurations but {len(control)} {key} "
+                        f"values; give one per configuration.")
+    check_finite(configs.astype(np.float64), f"{path}: configs")
+    bad = np.flatnonzero(~(control > 0))
+    if len(bad):
+        raise DataError(f"{path}: {key} must be > 0; row {bad[0]} holds {control[bad[0]]}.")
+    if model == "auto":
+        model = "ising" if np.isin(configs, (-1, 1)).all() else (
+            "xy" if key == "temperature" else "phi4")
+    ens = _ensemble_from_arrays(model, configs, control, key, lam, L)
+    return ensemble_data(ens, str(path))
+
+
+def _ensemble_from_arrays(model: str, configs: np.ndarray, control: np.ndarray, key: str,
+                          lam: float, L: int) -> mc.Ensemble:
+    if model == "ising":
+        bad = ~np.isin(configs, (-1, 1))
+        if bad.any():
+            item, row, col = (int(v[0]) for v in np.nonzero(bad))
+            raise DataError(f"Ising spins must be -1 or +1; configuration {item} holds "
+                            f"{configs[item, row, col]} at site ({row}, {col}).")
+        energy, mag = mc.ising_observables(configs)
+    elif model == "xy":
+        energy, mag = mc.xy_observables(configs)
+    elif model == "phi4":
+        energy, mag = mc.phi4_observables(configs, control, lam)
+    else:
+        raise ConfigError(f"model must be auto, ising, xy or phi4; got {model!r}.")
+    return mc.Ensemble(
+        model=model, configs=configs, control=control, energy=np.asarray(energy),
+        magnetization=np.asarray(mag), tau={}, spacing={},
+        params={"L": L, "n": len(configs), "lam": lam}, control_name=key,
+    )
