@@ -14,7 +14,7 @@ from betavae_core.architectures import ArchitectureRequest
 from betavae_core.errors import ConfigError, DataError
 from betavae_fields import transition
 from betavae_fields.architecture import build_lattice_conv
-from betavae_fields.likelihoods import CheckerboardSpin, Spin, VonMises
+from betavae_fields.likelihoods import MultiscaleSpin, Spin, VonMises
 
 
 def all_configs(L: int) -> torch.Tensor:
@@ -23,27 +23,29 @@ def all_configs(L: int) -> torch.Tensor:
     return bits.view(-1, L, L)
 
 
-def random_checkerboard(L: int, seed: int = 0):
+def random_multiscale(L: int, seed: int = 0):
     torch.manual_seed(seed)
-    lik = CheckerboardSpin((L, L))
+    lik = MultiscaleSpin((L, L))
     with torch.no_grad():
         lik.kernels.normal_(0.0, 0.8)
     params = torch.randn(1, 2, L, L)
     return lik, params
 
 
-def test_checkerboard_probabilities_sum_to_one():
-    lik, params = random_checkerboard(4)
+def test_multiscale_probabilities_sum_to_one():
+    lik, params = random_multiscale(4)
     configs = all_configs(4)
+    assert len(lik.spacings) == 1
     dist = lik.distribution(params.expand(len(configs), -1, -1, -1))
     total = torch.logsumexp(dist.log_prob(configs).double(), dim=0)
     assert abs(float(total.detach())) < 1e-4
 
 
-def test_checkerboard_samples_follow_its_log_prob():
-    lik, params = random_checkerboard(4, seed=1)
+def test_multiscale_samples_follow_its_log_prob():
+    lik, params = random_multiscale(4, seed=1)
     configs = all_configs(4)
     probs = lik.distribution(params.expand(len(configs), -1, -1, -1)).log_prob(configs).exp()
+    probs = probs.detach()
     # nearest-neighbour correlation of site (0,0) with (0,1): exact vs sampled
     pair = configs[:, 0, 0] * configs[:, 0, 1]
     exact = float((probs * pair).sum())
@@ -55,8 +57,8 @@ def test_checkerboard_samples_follow_its_log_prob():
     assert set(torch.unique(draws).tolist()) == {-1.0, 1.0}
 
 
-def test_checkerboard_with_zero_couplings_is_the_factorised_model():
-    lik = CheckerboardSpin((8, 8))
+def test_multiscale_with_zero_couplings_is_the_factorised_model():
+    lik = MultiscaleSpin((8, 8))
     params = torch.randn(5, 2, 8, 8)
     x = torch.where(torch.rand(5, 8, 8) < 0.5, 1.0, -1.0)
     factorised = Spin((8, 8)).distribution(params[:, :1]).log_prob(x)
@@ -66,7 +68,7 @@ def test_checkerboard_with_zero_couplings_is_the_factorised_model():
 def test_spin_likelihoods_name_the_bad_site():
     x = torch.ones(3, 8, 8)
     x[2, 4, 5] = 0.5
-    for lik in (Spin((8, 8)), CheckerboardSpin((8, 8))):
+    for lik in (Spin((8, 8)), MultiscaleSpin((8, 8))):
         with pytest.raises(DataError, match=r"item 2 holds 0.5 at site \(4, 5\)"):
             lik.check_data(x)
     zero_one = (torch.rand(3, 8, 8) < 0.5).float()
@@ -81,9 +83,20 @@ def test_non_square_items_are_refused_with_the_expected_shape():
         VonMises((64,))
 
 
-def test_checkerboard_needs_even_L():
+def test_multiscale_needs_even_L():
     with pytest.raises(DataError, match="even lattice size"):
-        CheckerboardSpin((7, 7))
+        MultiscaleSpin((7, 7))
+
+
+@pytest.mark.parametrize("L, stages, coarsest_sites", [(4, 4, 4), (8, 7, 4), (24, 10, 9),
+                                                        (32, 13, 4)])
+def test_multiscale_order_covers_every_site_once(L, stages, coarsest_sites):
+    from betavae_fields.lattice import multiscale_masks
+
+    masks, spacings = multiscale_masks(L)
+    assert masks.shape == (stages, L, L) and len(spacings) == (stages - 1) // 3
+    assert torch.equal(masks.sum(0), torch.ones(L, L))
+    assert int(masks[0].sum()) == coarsest_sites
 
 
 def test_von_mises_matches_scipy_and_wraps():

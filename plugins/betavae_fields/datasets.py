@@ -25,7 +25,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 #: What each lattice model trains with by default: likelihood and architecture.
 MODEL_DEFAULTS: dict[str, dict[str, str]] = {
-    "ising": {"likelihood": "spin_checkerboard", "architecture": "lattice_conv"},
+    "ising": {"likelihood": "spin_multiscale", "architecture": "lattice_conv"},
     "xy": {"likelihood": "von_mises", "architecture": "lattice_conv_angles"},
     "phi4": {"likelihood": "gaussian", "architecture": "lattice_conv"},
 }
@@ -87,7 +87,7 @@ def load_xy2d(L: int = 16, t_min: float = 0.4, t_max: float = 1.6, n_temperature
     return ensemble_data(ens, "betavae_fields.xy2d")
 
 
-def load_phi4_2d(L: int = 16, k_min: float = 0.15, k_max: float = 0.35, n_kappas: int = 11,
+def load_phi4_2d(L: int = 16, k_min: float = 0.25, k_max: float = 0.45, n_kappas: int = 11,
                  samples: int = 200, lam: float = 1.0, seed: int = 0) -> DomainData:
     """2D phi^4 field configurations across a grid of the hopping parameter kappa."""
     kappas = control_grid(k_min, k_max, n_kappas, "kappa")

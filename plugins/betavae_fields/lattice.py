@@ -6,11 +6,6 @@ import torch
 
 from betavae_core.errors import DataError
 
-#: Sublattices of the square lattice in the order the checkerboard decoder fills them:
-#: (row parity, column parity). Sites of one sublattice are at least two bonds apart, and
-#: every nearest-neighbour bond joins {(0,0),(1,1)} to {(0,1),(1,0)}.
-SUBLATTICE_ORDER: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (0, 1), (1, 0))
-
 
 def lattice_size(shape: tuple[int, ...] | torch.Size, what: str = "items") -> int:
     """L of items shaped (L, L); `DataError` giving the expected shape otherwise."""
@@ -45,10 +40,37 @@ def check_spins(x: torch.Tensor, likelihood: str) -> None:
         )
 
 
-def sublattice_masks(L: int, device: torch.device | None = None) -> torch.Tensor:
-    """(4, L, L) float masks of the four sublattices, in `SUBLATTICE_ORDER`."""
+def coarsest_level(L: int) -> int:
+    """Number of halvings K of the multiscale order: the largest K with L divisible by 2^K
+    and 2^K <= L / 2 (so every level has at least two sites along each axis)."""
     if L % 2:
-        raise DataError(f"the checkerboard decoder needs an even lattice size L; got L={L}.")
-    rows = torch.arange(L, device=device)[:, None] % 2
-    cols = torch.arange(L, device=device)[None, :] % 2
-    return torch.stack([((rows == r) & (cols == c)).float() for r, c in SUBLATTICE_ORDER])
+        raise DataError(f"the multiscale spin decoder needs an even lattice size L; got L={L}.")
+    k = 1
+    while L % 2 ** (k + 1) == 0 and 2 ** (k + 1) <= L // 2:
+        k += 1
+    return k
+
+
+def multiscale_masks(L: int, levels: int | None = None) -> tuple[torch.Tensor, list[int]]:
+    """Coarse-to-fine order of the sites of an L x L lattice, as (stages, L, L) masks.
+
+    Stage 0 is the coarsest grid (rows and columns divisible by 2^K). Each finer level
+    l = K-1, ..., 0 with spacing s = 2^l adds the sites of the s-grid that are not on the
+    2s-grid in three stages: offset (s, s) (the centres of the 2s-cells, whose diagonal
+    neighbours at distance s are known), then (0, s) and (s, 0) (whose four neighbours at
+    distance s are known). `levels` caps K (1: a single checkerboard split of the finest
+    level). Returns the masks and, per level, the spacing s, coarse first.
+    """
+    K = coarsest_level(L) if levels is None else min(int(levels), coarsest_level(L))
+    rows = torch.arange(L)[:, None]
+    cols = torch.arange(L)[None, :]
+    top = 2**K
+    masks = [((rows % top == 0) & (cols % top == 0)).float()]
+    spacings = []
+    for level in range(K - 1, -1, -1):
+        s = 2**level
+        on_grid = (rows % s == 0) & (cols % s == 0)
+        for dr, dc in ((1, 1), (0, 1), (1, 0)):
+            masks.append((on_grid & ((rows // s) % 2 == dr) & ((cols // s) % 2 == dc)).float())
+        spacings.append(s)
+    return torch.stack(masks), spacings

@@ -3,12 +3,14 @@
 * `spin`: independent Bernoulli per site on +-1 spins. Every site is drawn on its own
   given z, so nearest-neighbour correlations are missing and generated configurations
   have too-high energies.
-* `spin_checkerboard`: the four sublattices of the square lattice (see
-  `lattice.SUBLATTICE_ORDER`) are drawn one after another; a site's logit is a field from
-  z plus a learned, periodic convolution of the spins already drawn, scaled by a gain
-  from z (the effective coupling beta*J varies with temperature). For a nearest-neighbour
-  model the second half of the sites are exactly independent given the first half, so
-  this decoder can carry the energy, which lives on exactly those bonds.
+* `spin_multiscale`: the sites are drawn in stages, coarse to fine, by recursively
+  splitting the lattice into checkerboards (see `lattice.multiscale_masks`); a site's
+  logit is a field from z plus a learned, periodic convolution of the spins already
+  drawn (dilated to the stage's spacing), scaled by a gain from z (the effective
+  coupling beta*J varies with temperature). At the finest level, for a nearest-neighbour
+  model, half the sites are exactly independent given the other half, which carries
+  every bond, so this decoder can reproduce the energy; the coarser levels give the
+  other half its correlations too. Sampling takes 3 log2(L) + 1 passes, not L^2.
 * `von_mises`: angles on the circle, parameterised by the natural parameters
   kappa * (cos mu, sin mu), so the mean direction has no wrap-around seam.
 """
@@ -26,7 +28,7 @@ from torch import nn
 from betavae_core.errors import ConfigError
 from betavae_core.likelihoods import Likelihood
 
-from .lattice import check_spins, lattice_size, sublattice_masks
+from .lattice import check_spins, lattice_size, multiscale_masks
 
 
 def _item_sum(values: torch.Tensor) -> torch.Tensor:
@@ -72,29 +74,37 @@ class Spin(Likelihood):
         return SpinField(params[:, 0])
 
 
-class CheckerboardSpins:
-    """+-1 spins drawn sublattice by sublattice (see the module docstring).
+class MultiscaleSpins:
+    """+-1 spins drawn stage by stage, coarse to fine (see `lattice.multiscale_masks`).
 
-    `field` (n, L, L) and `gain` (n, L, L) come from z; `kernels` (3, 1, k, k) are the
-    learned couplings of sublattices 2-4 to the spins drawn before them.
+    `field` (n, L, L) and `gain` (n, L, L) come from z; `kernels` (stages - 1, 1, k, k)
+    couple each stage to the spins drawn before it, through a convolution dilated by the
+    spacing of the stage's level, wrapping around the torus.
     """
 
     def __init__(self, field: torch.Tensor, gain: torch.Tensor, kernels: torch.Tensor,
-                 masks: torch.Tensor) -> None:
-        self.field, self.gain, self.kernels, self.masks = field, gain, kernels, masks
-        self.before = torch.cumsum(masks, dim=0) - masks  # sites filled before stage k
+                 masks: torch.Tensor, spacings: list[int]) -> None:
+        self.field, self.gain, self.kernels = field, gain, kernels
+        self.masks, self.spacings = masks, spacings
+        self.before = torch.cumsum(masks, dim=0) - masks  # sites filled before each stage
 
-    def _coupling(self, x: torch.Tensor, stages: slice) -> torch.Tensor:
-        """Conv of the spins filled before each stage in `stages` -> (n, stages, L, L)."""
-        kernels = self.kernels[stages.start - 1: stages.stop - 1]
-        inputs = x[:, None] * self.before[stages]
-        pad = kernels.shape[-1] // 2
+    def _coupling(self, x: torch.Tensor, first: int, count: int) -> torch.Tensor:
+        """Dilated conv of the spins filled before stages first..first+count-1 (one level)
+        -> (n, count, L, L)."""
+        spacing = self.spacings[(first - 1) // 3]
+        kernels = self.kernels[first - 1: first - 1 + count]
+        inputs = x[:, None] * self.before[first: first + count]
+        pad = spacing * (kernels.shape[-1] // 2)
         padded = F.pad(inputs, (pad, pad, pad, pad), mode="circular")
-        return F.conv2d(padded, kernels, groups=kernels.shape[0])
+        return F.conv2d(padded, kernels, dilation=spacing, groups=count)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Conditional logit of every site given the sites of earlier sublattices in x."""
-        coupling = (self._coupling(x, slice(1, 4)) * self.masks[1:]).sum(dim=1)
+        """Conditional logit of every site given the sites of earlier stages in x."""
+        coupling = torch.zeros_like(self.field)
+        for level in range(len(self.spacings)):
+            first = 1 + 3 * level
+            part = self._coupling(x, first, 3) * self.masks[first: first + 3]
+            coupling = coupling + part.sum(dim=1)
         return self.field + self.gain * coupling
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,16 +112,16 @@ class CheckerboardSpins:
 
     def _fill(self, draw) -> torch.Tensor:
         x = torch.zeros_like(self.field)
-        for k in range(4):
+        for stage in range(len(self.masks)):
             logit = self.field
-            if k:
-                logit = logit + self.gain * self._coupling(x, slice(k, k + 1))[:, 0]
-            x = x + self.masks[k] * draw(logit)
+            if stage:
+                logit = logit + self.gain * self._coupling(x, stage, 1)[:, 0]
+            x = x + self.masks[stage] * draw(logit)
         return x
 
     @property
     def mean(self) -> torch.Tensor:
-        """Sublattice-by-sublattice mean field: each stage sees the earlier stages' means."""
+        """Stage-by-stage mean field: each stage sees the earlier stages' means."""
         return self._fill(lambda logit: torch.tanh(0.5 * logit))
 
     def sample(self) -> torch.Tensor:
@@ -119,27 +129,36 @@ class CheckerboardSpins:
             return self._fill(_draw_spins)
 
 
-class CheckerboardSpin(Likelihood):
-    """+-1 spins with learned neighbour couplings between sublattices (option `kernel`,
-    the odd width of the coupling stencil, default 3: nearest and diagonal neighbours)."""
+class MultiscaleSpin(Likelihood):
+    """+-1 spins with learned couplings to coarser and earlier sites.
+
+    Options: `kernel`, the odd width of each stage's stencil (default 3: neighbours at the
+    level's spacing); `levels`, how many levels, finest first, are drawn autoregressively
+    (default 2; the sites of the coarsest grid are independent given z). Every level
+    added lets the decoder model longer-range order without z, so fewer levels keep the
+    order parameter in the latent space (see the README of the plugin).
+    """
 
     params_per_element = 2
 
-    def __init__(self, event_shape: tuple[int, ...], kernel: int = 3) -> None:
-        super().__init__(event_shape, kernel=kernel)
+    def __init__(self, event_shape: tuple[int, ...], kernel: int = 3, levels: int = 2) -> None:
+        super().__init__(event_shape, kernel=kernel, levels=levels)
         L = lattice_size(self.event_shape)
         if kernel < 1 or kernel % 2 == 0 or kernel > L:
             raise ConfigError(f"kernel must be an odd width between 1 and L={L}; got {kernel}.")
-        self.kernels = nn.Parameter(torch.zeros(3, 1, kernel, kernel))
-        self.register_buffer("masks", sublattice_masks(L), persistent=False)
+        if int(levels) < 1:
+            raise ConfigError(f"levels must be >= 1; got {levels}.")
+        masks, self.spacings = multiscale_masks(L, int(levels))
+        self.kernels = nn.Parameter(torch.zeros(len(masks) - 1, 1, kernel, kernel))
+        self.register_buffer("masks", masks, persistent=False)
 
     def check_data(self, x: torch.Tensor) -> None:
         super().check_data(x)
-        check_spins(x, "spin_checkerboard")
+        check_spins(x, "spin_multiscale")
 
-    def distribution(self, params, context=None) -> CheckerboardSpins:
+    def distribution(self, params, context=None) -> MultiscaleSpins:
         gain = params[:, 1].clamp(-6.0, 4.0).exp()
-        return CheckerboardSpins(params[:, 0], gain, self.kernels, self.masks)
+        return MultiscaleSpins(params[:, 0], gain, self.kernels, self.masks, self.spacings)
 
 
 class VonMisesField:

@@ -36,7 +36,7 @@ def register_datasets(register):
     ))
     register(Dataset(
         name="phi4_2d", domain=DOMAIN, load=datasets.load_phi4_2d, has_factors=True,
-        options={"L": 16, "k_min": 0.15, "k_max": 0.35, "n_kappas": 11, "samples": 200,
+        options={"L": 16, "k_min": 0.25, "k_max": 0.45, "n_kappas": 11, "samples": 200,
                  "lam": 1.0, "seed": 0},
         help="2D phi^4 scalar fields from Monte Carlo across the hopping parameter kappa.",
     ))
@@ -58,8 +58,8 @@ def register_likelihoods(register):
         help="Independent Bernoulli per site on +-1 spins (factorised baseline).",
     ))
     register(LikelihoodSpec(
-        name="spin_checkerboard", domain=DOMAIN, build=likelihoods.CheckerboardSpin,
-        help="+-1 spins drawn sublattice by sublattice with learned neighbour couplings.",
+        name="spin_multiscale", domain=DOMAIN, build=likelihoods.MultiscaleSpin,
+        help="+-1 spins drawn coarse to fine with learned couplings (correlated sites).",
     ))
     register(LikelihoodSpec(
         name="von_mises", domain=DOMAIN, build=likelihoods.VonMises,

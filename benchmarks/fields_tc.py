@@ -1,0 +1,164 @@
+"""The 2D Ising critical temperature read from a β-VAE's latent space, at several L.
+
+For each lattice size L the script draws Monte Carlo configurations on a uniform
+temperature grid (training set: seed 0; a second, independent ensemble for the estimate:
+seed 1), fits a β-VAE (the plugin's defaults: multiscale spin decoder, periodic conv
+architecture), and locates Tc(L) from the most informative latent alone (the peak of
+its susceptibility N Var|z| / T, and the inflection of <|z|>). The same estimators on
+the first principal component of the configurations are the baseline. Both are
+extrapolated to L -> oo with Tc(L) = Tc + a/L (nu = 1) and compared with Onsager's
+Tc = 2 / ln(1 + sqrt 2) = 2.26919.
+
+Goals (issue 5): extrapolated relative error < 1 %; at the largest L alone < 2 %.
+Fits are kept in --out and reused (or resumed) when the script is run again.
+
+    python benchmarks/fields_tc.py [--sizes 16,24,32] [--n-temperatures 33] [--samples 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+import betavae_core as bv
+from betavae_core.checkpoint import CONFIG, WEIGHTS
+from betavae_core.plots import save_figure
+from betavae_fields import transition
+from betavae_fields.evaluations import critical_point
+
+ESTIMATORS = {
+    "latent, χ peak": "tc_latent",
+    "latent, inflection": "tc_latent_inflection",
+    "PCA, χ peak": "tc_pca",
+    "PCA, inflection": "tc_pca_inflection",
+}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="16,24,32")
+    p.add_argument("--t-min", type=float, default=1.6)
+    p.add_argument("--t-max", type=float, default=3.2)
+    p.add_argument("--n-temperatures", type=int, default=33)
+    p.add_argument("--samples", type=int, default=300, help="configurations per temperature")
+    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--beta", type=float, default=1.0)
+    p.add_argument("--latent-dim", type=int, default=2)
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--likelihood", default="spin_multiscale")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="runs/benchmarks/fields_tc")
+    return p.parse_args()
+
+
+def ising(L: int, args: argparse.Namespace, seed: int) -> tuple[bv.DomainData, dict]:
+    options = {"L": L, "t_min": args.t_min, "t_max": args.t_max,
+               "n_temperatures": args.n_temperatures, "samples": args.samples, "seed": seed}
+    return bv.load_data("ising2d", options=options)
+
+
+def fitted(data: bv.DomainData, source: dict, run_dir: Path, args) -> bv.BetaVAE:
+    """The fit in run_dir when it finished; otherwise fit (resuming what is there)."""
+    report = run_dir / "report.json"
+    if report.exists() and (run_dir / WEIGHTS).exists() and "training" in json.loads(
+            report.read_text()):
+        return bv.load_run(run_dir).model
+    config = bv.ModelConfig.for_data(data, latent_dim=args.latent_dim,
+                                     likelihood=args.likelihood,
+                                     architecture_options={"channels": args.channels})
+    train = bv.TrainConfig(epochs=args.epochs, batch_size=128, patience=args.epochs,
+                           threads=args.threads, progress=False)
+    result = bv.fit(data, config, train, bv.Objective(beta=args.beta), out_dir=run_dir,
+                    resume=(run_dir / CONFIG).exists(), source=source)
+    return result.model
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    out = Path(args.out)
+    rows = []
+    for L in sizes:
+        t0 = time.perf_counter()
+        train_data, source = ising(L, args, seed=0)
+        test_data, _ = ising(L, args, seed=1)
+        t_mc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model = fitted(train_data, source, out / f"L{L}", args)
+        t_fit = time.perf_counter() - t0
+        result = critical_point(model, test_data)
+        save_figure(result.figures["susceptibility"], out / f"L{L}_susceptibility.png")
+        rows.append({"L": L, "mc_seconds": t_mc, "fit_seconds": t_fit,
+                     **{k: result.metrics[k] for k in ESTIMATORS.values()},
+                     "latent_dim": result.metrics["latent_dim"]})
+        print(f"L={L}: MC/cache {t_mc:.0f} s, fit {t_fit:.0f} s, " + ", ".join(
+            f"{name} {result.metrics[key]:.4f}" for name, key in ESTIMATORS.items()), flush=True)
+    report(rows, sizes, args, out)
+
+
+def report(rows: list[dict], sizes: list[int], args, out: Path) -> None:
+    exact = transition.TC_ISING
+    print(f"\n2D Ising Tc from the latent space vs PCA; exact Tc = {exact:.5f}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}; {args.n_temperatures} temperatures in "
+          f"[{args.t_min}, {args.t_max}], {args.samples} configurations each (train) + an "
+          f"independent ensemble of the same size (estimate); {args.epochs} epochs, β = "
+          f"{args.beta}, latent {args.latent_dim}, likelihood {args.likelihood}\n")
+    header = "| L | " + " | ".join(f"{n} (rel. err.)" for n in ESTIMATORS) + " |"
+    print(header)
+    print("|" + "---|" * (len(ESTIMATORS) + 1))
+    for r in rows:
+        cells = [f"{r[k]:.4f} ({abs(r[k] - exact) / exact:.2%})" for k in ESTIMATORS.values()]
+        print(f"| {r['L']} | " + " | ".join(cells) + " |")
+    summary = {"exact": exact, "rows": rows, "extrapolated": {}}
+    if len(sizes) >= 2:
+        cells = []
+        for name, key in ESTIMATORS.items():
+            fit = transition.extrapolate(sizes, [r[key] for r in rows])
+            summary["extrapolated"][name] = {"tc": fit.tc, "slope": fit.slope,
+                                             "stderr": fit.tc_stderr}
+            cells.append(f"{fit.tc:.4f} ({abs(fit.tc - exact) / exact:.2%})")
+        print("| L → ∞ (a/L fit) | " + " | ".join(cells) + " |")
+        best = summary["extrapolated"]["latent, χ peak"]["tc"]
+        err = abs(best - exact) / exact
+        print(f"\nlatent χ peak, extrapolated: {err:.2%} (goal < 1 %: "
+              f"{'PASS' if err < 0.01 else 'MISS'})")
+    last = rows[-1]
+    err_last = abs(last["tc_latent"] - exact) / exact
+    print(f"latent χ peak at L = {last['L']}: {err_last:.2%} (goal < 2 %: "
+          f"{'PASS' if err_last < 0.02 else 'MISS'})")
+    (out / "tc.json").write_text(json.dumps(summary, indent=2))
+    save_figure(extrapolation_figure(rows, sizes, exact), out / "tc_vs_inverse_L.png")
+    print(f"wrote {out / 'tc.json'} and {out / 'tc_vs_inverse_L.png'}")
+
+
+def extrapolation_figure(rows, sizes, exact) -> Figure:
+    fig = Figure(figsize=(5.0, 3.6))
+    ax = fig.add_subplot()
+    inv = 1.0 / np.asarray(sizes, dtype=float)
+    grid = np.linspace(0, inv.max() * 1.05, 50)
+    for name, key in ESTIMATORS.items():
+        values = [r[key] for r in rows]
+        line = ax.plot(inv, values, "o", label=name)[0]
+        if len(sizes) >= 2:
+            fit = transition.extrapolate(sizes, values)
+            ax.plot(grid, fit.tc + fit.slope * grid, "--", color=line.get_color(), lw=1)
+    ax.axhline(exact, color="k", lw=1, label="exact (Onsager)")
+    ax.set_xlabel("1 / L")
+    ax.set_ylabel("Tc(L)")
+    ax.legend(frameon=False, fontsize=7)
+    ax.set_title("Finite-size estimates of the Ising Tc")
+    return fig
+
+
+if __name__ == "__main__":
+    main()
