@@ -181,3 +181,27 @@ def test_finite_size_extrapolation_is_exact_on_exact_data():
 def test_too_few_temperatures_is_an_error():
     with pytest.raises(DataError, match="at least 3 distinct"):
         transition.curves(np.ones(4), np.array([1.0, 1.0, 2.0, 2.0]), 16)
+
+
+def test_binder_point_finds_where_the_cumulant_reaches_its_critical_value():
+    """v = +-1 + sigma(T) * noise has U(T) = 1 - (1 + 6s^2 + 3s^4) / (3 (1 + s^2)^2) in
+    closed form (s = sigma(T)); the estimate must land on the exact crossing of U*."""
+    rng = np.random.default_rng(0)
+    temps = np.round(np.linspace(1.6, 3.2, 33), 6)
+
+    def sigma(t):
+        return np.exp(2.0 * (t - 2.4))
+
+    def exact_u(t):
+        s2 = sigma(t) ** 2
+        return 1 - (1 + 6 * s2 + 3 * s2**2) / (3 * (1 + s2) ** 2)
+
+    fine = np.linspace(1.6, 3.2, 200001)
+    target = fine[np.argmin(np.abs(exact_u(fine) - transition.BINDER_ISING))]
+    values = np.concatenate([rng.choice([-1.0, 1.0], 20000) + sigma(t) * rng.standard_normal(
+        20000) for t in temps])
+    control = np.repeat(temps, 20000)
+    c = transition.curves(values, control, n_sites=1)
+    assert transition.binder_point(c) == pytest.approx(target, abs=0.01)
+    shifted = transition.curves(values * 7.3, control, n_sites=1)  # U ignores the scale
+    assert transition.binder_point(shifted) == pytest.approx(transition.binder_point(c))

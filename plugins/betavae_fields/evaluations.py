@@ -102,46 +102,69 @@ def critical_point(model: BetaVAE, data: DomainData) -> EvaluationResult:
     dim = order_latent(model, mu, logvar)
     n_sites = int(np.prod(data.event_shape))
     per_t = control_name == "temperature"
-    latent = transition.curves(mu[:, dim], control, n_sites, per_t)
+    # centred: the order parameter's symmetric point is the data's mean (both signs of m
+    # are sampled), and |z| is only meaningful about it
+    latent = transition.curves(mu[:, dim] - mu[:, dim].mean(), control, n_sites, per_t)
     pca = transition.curves(first_component(data), control, n_sites, per_t)
+    ising_class = data.attrs.get("model") in ("ising", "phi4")  # U* holds for this class
     metrics: dict[str, Any] = {
         "control": control_name, "latent_dim": dim, "L": int(data.event_shape[0]),
         "tc_latent": transition.susceptibility_peak(latent),
         "tc_latent_inflection": transition.inflection(latent),
+        "tc_latent_binder": _finite(transition.binder_point(latent)) if ising_class else None,
         "tc_pca": transition.susceptibility_peak(pca),
         "tc_pca_inflection": transition.inflection(pca),
+        "tc_pca_binder": _finite(transition.binder_point(pca)) if ising_class else None,
         "curves": {"control": latent.control.tolist(),
                    "latent_mean_abs": latent.mean_abs.tolist(),
                    "latent_susceptibility": latent.susceptibility.tolist(),
+                   "latent_binder": latent.binder.tolist(),
                    "pca_mean_abs": pca.mean_abs.tolist(),
-                   "pca_susceptibility": pca.susceptibility.tolist()},
+                   "pca_susceptibility": pca.susceptibility.tolist(),
+                   "pca_binder": pca.binder.tolist()},
     }
     exact = data.attrs.get("tc_exact")
     if exact is not None:
         metrics["tc_exact"] = float(exact)
-        for key in ("tc_latent", "tc_latent_inflection", "tc_pca", "tc_pca_inflection"):
-            metrics[key.replace("tc_", "rel_error_")] = abs(metrics[key] - exact) / exact
+        for key in ("tc_latent", "tc_latent_inflection", "tc_latent_binder", "tc_pca",
+                    "tc_pca_inflection", "tc_pca_binder"):
+            if metrics[key] is not None:
+                metrics[key.replace("tc_", "rel_error_")] = abs(metrics[key] - exact) / exact
     fig = _susceptibility_figure(latent, pca, metrics, control_name, dim)
     return EvaluationResult(metrics=metrics, figures={"susceptibility": fig})
 
 
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
 def _susceptibility_figure(latent, pca, metrics, control_name, dim) -> Figure:
-    fig = Figure(figsize=(9.0, 3.4))
-    for k, (curve, label, key) in enumerate(((latent, f"latent z{dim}", "tc_latent"),
-                                             (pca, "PCA component 1", "tc_pca"))):
-        ax = fig.add_subplot(1, 2, k + 1)
+    """Top: susceptibility and <|v|> (each scaled to its maximum) with the peak; bottom:
+    the Binder cumulant with its critical value. Latent left, PCA right."""
+    fig = Figure(figsize=(9.0, 6.0))
+    exact = metrics.get("tc_exact")
+    panels = ((latent, f"latent z{dim}", "tc_latent"), (pca, "PCA component 1", "tc_pca"))
+    for k, (curve, label, key) in enumerate(panels):
+        ax = fig.add_subplot(2, 2, k + 1)
         ax.plot(curve.control, curve.susceptibility / curve.susceptibility.max(), "o-",
                 ms=3, label="susceptibility (scaled)")
         ax.errorbar(curve.control, curve.mean_abs / curve.mean_abs.max(),
                     yerr=curve.sem_abs / curve.mean_abs.max(), fmt="s-", ms=3,
                     label="mean |value| (scaled)")
         ax.axvline(metrics[key], color="tab:red", ls="--", label=f"peak {metrics[key]:.3f}")
-        if "tc_exact" in metrics:
-            exact = metrics["tc_exact"]
-            ax.axvline(exact, color="k", lw=1, label=f"exact {exact:.3f}")
-        ax.set_xlabel(control_name)
         ax.set_title(label)
-        ax.legend(frameon=False, fontsize=7)
+        low = fig.add_subplot(2, 2, k + 3)
+        low.plot(curve.control, curve.binder, "o-", ms=3, color="tab:green",
+                 label="Binder cumulant U")
+        low.axhline(transition.BINDER_ISING, color="grey", lw=1, ls=":", label="U* (2D Ising)")
+        if metrics.get(key + "_binder") is not None:
+            value = metrics[key + "_binder"]
+            low.axvline(value, color="tab:green", ls="--", label=f"U = U* at {value:.3f}")
+        low.set_xlabel(control_name)
+        for a in (ax, low):
+            if exact is not None:
+                a.axvline(exact, color="k", lw=1, label=f"exact {exact:.3f}")
+            a.legend(frameon=False, fontsize=7)
     return fig
 
 

@@ -2,11 +2,15 @@
 
 The scalar is a latent coordinate (or, as the baseline, the first principal component).
 For every value of the control parameter (temperature, or kappa for phi^4) we take the
-mean of its absolute value and its susceptibility N * Var(|v|) (/ T for a temperature),
-as one would for the magnetisation. Two finite-size estimates of the critical point follow:
-the peak of the susceptibility (a parabola through log chi around the maximum) and the
-inflection of <|v|> (a tanh fit). `extrapolate` takes estimates at several L to L -> oo
-with Tc(L) = Tc + a * L^(-1/nu) (nu = 1 for the 2D Ising class).
+mean of its absolute value, its susceptibility N * Var(|v|) (/ T for a temperature) and
+its Binder cumulant U = 1 - <v^4> / (3 <v^2>^2), as one would for the magnetisation.
+Three finite-size estimates of the critical point follow: the peak of the susceptibility
+(a parabola through log chi around the maximum), the inflection of <|v|> (a tanh fit),
+and the temperature where U equals its universal value at criticality (0.61069 for the
+2D Ising class on a periodic square lattice; U does not depend on the scale of v, and
+its finite-size shift is far smaller than the susceptibility peak's). `binder_crossing`
+gives the point where the cumulants of two sizes cross, and `extrapolate` takes
+estimates at several L to L -> oo with Tc(L) = Tc + a * L^(-1/nu) (nu = 1 for 2D Ising).
 """
 
 from __future__ import annotations
@@ -21,34 +25,43 @@ from betavae_core.errors import DataError
 
 #: Exact critical temperature of the 2D square-lattice Ising model (Onsager), J = k_B = 1.
 TC_ISING = 2.0 / math.log(1.0 + math.sqrt(2.0))
+#: Binder cumulant at criticality, 2D Ising class, square lattice, periodic boundaries
+#: (Kamieniarz and Bloete 1993).
+BINDER_ISING = 0.61069
 
 
 @dataclass
 class Curves:
-    """Per control value: <|v|>, its standard error, and the susceptibility."""
+    """Per control value: <|v|>, its standard error, the susceptibility and the Binder
+    cumulant."""
 
     control: np.ndarray
     mean_abs: np.ndarray
     sem_abs: np.ndarray
     susceptibility: np.ndarray
+    binder: np.ndarray
 
 
 def curves(values: np.ndarray, control: np.ndarray, n_sites: int,
            per_temperature: bool = True) -> Curves:
-    """Group |values| by control value; chi = n_sites * Var(|v|) (/ control if a temperature)."""
-    values = np.abs(np.asarray(values, dtype=np.float64))
+    """Group values (centred on the symmetric point) by control value: <|v|>,
+    chi = n_sites * Var(|v|) (/ control if a temperature) and U = 1 - <v^4>/(3 <v^2>^2)."""
+    signed = np.asarray(values, dtype=np.float64)
+    values = np.abs(signed)
     control = np.asarray(control, dtype=np.float64)
     grid = np.unique(control)
     if len(grid) < 3:
         raise DataError(f"locating a transition needs at least 3 distinct control values; "
                         f"the data has {len(grid)}.")
-    mean, sem, chi = (np.empty(len(grid)) for _ in range(3))
+    mean, sem, chi, binder = (np.empty(len(grid)) for _ in range(4))
     for i, c in enumerate(grid):
         v = values[control == c]
         mean[i] = v.mean()
         sem[i] = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else np.nan
         chi[i] = n_sites * v.var() / (c if per_temperature else 1.0)
-    return Curves(grid, mean, sem, chi)
+        second = np.mean(v**2)
+        binder[i] = 1.0 - np.mean(v**4) / (3.0 * second**2) if second > 0 else np.nan
+    return Curves(grid, mean, sem, chi, binder)
 
 
 def susceptibility_peak(c: Curves) -> float:
@@ -70,10 +83,10 @@ def _step(t, lo, hi, t0, width):
     return lo + (hi - lo) * 0.5 * (1.0 - np.tanh((t - t0) / width))
 
 
-def inflection(c: Curves) -> float:
-    """Control value where <|v|> changes fastest: the centre of a fitted tanh step
-    (falling or rising), or the steepest finite difference if the fit fails."""
-    t, y = c.control, c.mean_abs
+def _fit_step(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """Least-squares tanh step through (t, y); also the steepest finite difference."""
+    ok = np.isfinite(y)
+    t, y = t[ok], y[ok]
     slopes = np.diff(y) / np.diff(t)
     k = int(np.argmax(np.abs(slopes)))
     guess_t0 = 0.5 * (t[k] + t[k + 1])
@@ -81,9 +94,46 @@ def inflection(c: Curves) -> float:
     try:
         params, _ = curve_fit(_step, t, y, p0=p0, maxfev=20000)
     except (RuntimeError, ValueError):
-        return float(guess_t0)
+        return None, float(guess_t0)
+    return params, float(guess_t0)
+
+
+def inflection(c: Curves) -> float:
+    """Control value where <|v|> changes fastest: the centre of a fitted tanh step
+    (falling or rising), or the steepest finite difference if the fit fails."""
+    params, guess = _fit_step(c.control, c.mean_abs)
+    if params is None:
+        return guess
     t0 = float(params[2])
-    return t0 if t[0] <= t0 <= t[-1] else float(guess_t0)
+    return t0 if c.control[0] <= t0 <= c.control[-1] else guess
+
+
+def _local_root(t: np.ndarray, y: np.ndarray, half_width: int = 3) -> float:
+    """Where y (noisy, one sign change expected) crosses zero: a straight line fitted to the
+    points around the sign change closest to the middle of the grid (NaN if none)."""
+    ok = np.isfinite(y)
+    t, y = t[ok], y[ok]
+    idx = np.flatnonzero(np.sign(y[:-1]) * np.sign(y[1:]) < 0)
+    if not len(idx):
+        return float("nan")
+    k = int(idx[np.argmin(np.abs(idx - len(t) // 2))])
+    lo, hi = max(0, k - half_width + 1), min(len(t), k + half_width + 1)
+    slope, intercept = np.polyfit(t[lo:hi], y[lo:hi], 1)
+    if slope == 0:
+        return float("nan")
+    return float(np.clip(-intercept / slope, t[lo], t[hi - 1]))
+
+
+def binder_point(c: Curves, critical_value: float = BINDER_ISING) -> float:
+    """Control value where the Binder cumulant falls through its critical value (a line
+    through the neighbouring points; NaN if it never does)."""
+    return _local_root(c.control, c.binder - critical_value)
+
+
+def binder_crossing(a: Curves, b: Curves) -> float:
+    """Control value where the Binder cumulants of two sizes cross, on their common grid."""
+    common, ia, ib = np.intersect1d(a.control, b.control, return_indices=True)
+    return _local_root(common, a.binder[ia] - b.binder[ib])
 
 
 @dataclass
