@@ -12,7 +12,7 @@ Monte Carlo configurations, side by side, and their ratio.
 Fits are shared with fields_tc.py when --out is the same (the multiscale fit at L is
 the same run), and reused when the script is run again.
 
-    python benchmarks/fields_generation.py [--L 32] [--n 1000]
+    python benchmarks/fields_generation.py [--L 16] [--n 1000]
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fields_tc import fitted, ising
 
 from betavae_core.plots import save_figure
 from betavae_fields import physics
 from betavae_fields.evaluations import energy_histograms
 from betavae_fields.generation import monte_carlo_at
-from fields_tc import fitted, ising
 
 TEMPERATURES = (1.8, 2.27, 3.0)
 DECODERS = {"factorised (spin)": "spin", "multiscale (spin_multiscale)": "spin_multiscale"}
@@ -38,7 +38,7 @@ DECODERS = {"factorised (spin)": "spin", "multiscale (spin_multiscale)": "spin_m
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--L", type=int, default=32)
+    p.add_argument("--L", type=int, default=16)
     p.add_argument("--n", type=int, default=1000, help="configurations generated per T")
     p.add_argument("--t-min", type=float, default=1.6)
     p.add_argument("--t-max", type=float, default=3.2)

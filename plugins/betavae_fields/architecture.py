@@ -34,12 +34,7 @@ def _embed(x: torch.Tensor, embedding: str) -> torch.Tensor:
 
 
 class LatticeEncoder(nn.Module):
-    """(n, L, L) -> circular convs, two stride-2 stages -> dense -> (mu, logvar).
-
-    The dense layer sees the flattened feature maps and their averages over the lattice:
-    the averages are translation invariant and make lattice-wide sums (the magnetisation,
-    the energy) one linear step away.
-    """
+    """(n, L, L) -> circular convs, two stride-2 stages -> dense -> (mu, logvar)."""
 
     def __init__(self, request: ArchitectureRequest, channels: int, hidden: int,
                  embedding: str) -> None:
@@ -52,14 +47,12 @@ class LatticeEncoder(nn.Module):
             _conv(channels, channels, stride=2), nn.SiLU(),
             _conv(channels, 2 * channels, stride=2), nn.SiLU(),
         )
-        flat = 2 * channels * (L // 4) ** 2 + 2 * channels + c_in
+        flat = 2 * channels * (L // 4) ** 2
         self.dense = nn.Sequential(nn.Linear(flat + request.covariate_dim, hidden), nn.SiLU())
         self.head = nn.Linear(hidden, 2 * request.latent_dim)
 
     def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> EncoderOutput:
-        embedded = _embed(x, self.embedding)
-        maps = self.convs(embedded)
-        h = torch.cat([maps.flatten(1), maps.mean(dim=(2, 3)), embedded.mean(dim=(2, 3))], dim=1)
+        h = self.convs(_embed(x, self.embedding)).flatten(1)
         if covariates is not None:
             h = torch.cat([h, covariates], dim=1)
         h = self.dense(h)

@@ -1,0 +1,71 @@
+"""The lattice-fields demo: Ising Monte Carlo -> β-VAE -> order parameter, Tc, generation.
+
+Draws 2D Ising configurations (L = 16, 17 temperatures, cached after the first run),
+fits a β-VAE with the fields plugin's defaults, reads the critical temperature from the
+latent space beside PCA's and the exact value, and generates configurations at
+T = 2.27 judged by their energy. About two minutes on 2 CPU cores; no download. Each
+step names the CLI command that does the same.
+
+    python examples/fields_demo.py [--out runs/fields_demo] [--epochs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import betavae_core as bv
+
+ISING = {"L": 16, "n_temperatures": 17, "samples": 120}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/fields_demo", help="new directory for outputs")
+    parser.add_argument("--epochs", type=int, default=20)
+    args = parser.parse_args()
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} is not empty; choose another --out (nothing was touched).")
+    t0 = time.perf_counter()
+
+    print("0. Monte Carlo   (betavae train ising2d -o L=16 -o n_temperatures=17 ...)")
+    data, source = bv.load_data("ising2d", options=ISING)
+    print(f"   {len(data)} configurations {data.event_shape}, temperatures "
+          f"{min(data.metadata['temperature'])}..{max(data.metadata['temperature'])}")
+
+    print("1. fit: β = 1, 2 latents, multiscale spin decoder")
+    config = bv.ModelConfig.for_data(data, latent_dim=2, architecture_options={"channels": 16})
+    result = bv.fit(data, config, bv.TrainConfig(epochs=args.epochs), bv.Objective(beta=1.0),
+                    out_dir=out / "fit", source=source)
+    best = result.report["best"]
+    print(f"   best epoch {result.best_epoch}: rate {best['val_rate']:.2f} nats, distortion "
+          f"{best['val_distortion']:.2f} nats")
+
+    print("2. evaluate   (betavae evaluate runs/fields_demo/fit)")
+    section = bv.evaluate_run(out / "fit")
+    order = section["results"]["order_parameter"]
+    cp = section["results"]["critical_point"]
+    print(f"   best |r| of a latent with |m|: {order['best_abs_r']['abs_magnetization']:.3f} "
+          f"(PCA component 1: {order['pca_abs_r']['abs_magnetization']:.3f})")
+    print(f"   Tc from the latent (χ peak) {cp['tc_latent']:.3f}, PCA {cp['tc_pca']:.3f}, "
+          f"exact {cp['tc_exact']:.3f} (L = 16: finite-size shifts of a few % are expected)")
+    gen = section["results"]["generated_physics"]["at"]
+    for t, row in gen.items():
+        print(f"   T = {t}: energy MC {row['energy_mc']:.3f}, generated "
+              f"{row['energy_generated']:.3f}, W1 {row['w1_energy']:.3f}")
+
+    print("3. generate at T = 2.27   (betavae generate runs/fields_demo/fit -n 500 --out ... "
+          "-g temperature=2.27)")
+    report = bv.generate(result.model, 500, out / "generated", generator="lattice",
+                         attrs=data.attrs, options={"temperature": 2.27})
+    phys = report.summary["physics"]
+    print(f"   energy per site: MC {phys['energy_mc']:.3f}, generated "
+          f"{phys['energy_generated']:.3f} (W1 {phys['w1_energy']:.3f})")
+    print(f"\ndone in {time.perf_counter() - t0:.0f} s; plots in {out / 'fit' / 'plots'} and "
+          f"{out / 'generated'}")
+
+
+if __name__ == "__main__":
+    main()
