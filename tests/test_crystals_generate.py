@@ -1,0 +1,167 @@
+"""Crystals end to end: train and generate from the command line and from Python, the
+report's funnel, relaxation flags, property steering, evaluations, and outputs that are
+never overwritten. Tiny models on structures built by pymatgen/ase (no files needed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import betavae_core
+from betavae_core import ModelConfig, Objective, TrainConfig, fit
+from betavae_core.cli import main
+from betavae_core.errors import ConfigError, OutputExistsError
+from betavae_crystals import (
+    decode_latents_to_structures,
+    encode_structures,
+    evaluations,
+    from_structures,
+    generate_candidates,
+    guidance,
+)
+from betavae_crystals.toy import emt_metals, toy_perovskites
+
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
+TINY = ["--latent-dim", "8", "--arch-option", "hidden=64", "--beta", "0.05", "--epochs", "40",
+        "--lr", "3e-3", "--batch-size", "32", "--quiet", "--threads", "1"]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    betavae_core.reset_plugins()
+    run = tmp_path_factory.mktemp("crystals") / "run"
+    invoke("train", "toy_perovskites", "-o", "copies=2", "--out", run, *TINY)
+    return run
+
+
+def read_rows(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cli_generate_writes_cifs_table_and_funnel(toy_run, tmp_path):
+    out = tmp_path / "cands"
+    invoke("generate", toy_run, "-n", "300", "--out", out, "-g", "keep=unique")
+    report = json.loads((out / "report.json").read_text())
+    funnel = report["funnel"]
+    assert list(funnel) == ["sampled", "structurally_valid", "compositionally_valid", "unique",
+                            "novel"]
+    assert funnel["sampled"] == 300 >= funnel["structurally_valid"] >= funnel["unique"]
+    assert funnel["structurally_valid"] >= funnel["compositionally_valid"] >= funnel["unique"]
+    assert funnel["unique"] >= funnel["novel"] >= 0
+    rows = read_rows(out / "candidates.csv")
+    assert len(rows) == 300
+    assert {"id", "formula", "space_group", "n_sites", "density", "structurally_valid",
+            "compositionally_valid", "unique", "novel", "matches_training",
+            "nearest_training", "predicted_tolerance_factor", "cif"} <= set(rows[0])
+    accepted = [r for r in rows if r["accepted"] == "True"]
+    assert len(accepted) == report["accepted"] == funnel["unique"] > 0
+    assert all((out / r["cif"]).exists() and r["space_group"] for r in accepted)
+    assert {p.name for p in out.glob("*.cif")} == {r["cif"] for r in accepted}
+    assert set(report["stages"]) >= {"decode", "structural_validity", "deduplication",
+                                     "novelty"}
+
+
+def test_output_that_holds_candidates_is_never_overwritten(toy_run, tmp_path, snapshot):
+    out = tmp_path / "cands"
+    invoke("generate", toy_run, "-n", "50", "--out", out)
+    before = snapshot(out)
+    result = CliRunner().invoke(main, ["generate", str(toy_run), "-n", "50", "--out", str(out)])
+    assert result.exit_code == 1 and "already exists and is not empty" in result.output
+    assert snapshot(out) == before
+    # The generator itself refuses a folder holding candidates, whoever calls it.
+    from betavae_crystals.generation import generate_crystals
+
+    run = betavae_core.load_run(toy_run)
+    samples = betavae_core.sample(run.model, 5, attrs=run.attrs)
+    with pytest.raises(OutputExistsError, match="already holds candidates"):
+        generate_crystals(samples, out)
+    assert snapshot(out) == before
+
+
+def test_target_steers_the_predicted_property(toy_run, tmp_path):
+    invoke("generate", toy_run, "-n", "200", "--out", tmp_path / "low",
+           "-g", "target=tolerance_factor=0.85", "-g", "keep=valid", "-g", "training=none")
+    invoke("generate", toy_run, "-n", "200", "--out", tmp_path / "high",
+           "-g", "target_tolerance_factor=1.05", "-g", "keep=valid", "-g", "training=none")
+    low = json.loads((tmp_path / "low" / "report.json").read_text())["property"]
+    high = json.loads((tmp_path / "high" / "report.json").read_text())["property"]
+    assert low["target"] == 0.85 and high["target"] == 1.05
+    assert low["predicted_mean_all"] < high["predicted_mean_all"]
+    result = CliRunner().invoke(main, ["generate", str(toy_run), "-n", "5", "--out",
+                                       str(tmp_path / "bad"), "-g", "target=band_gap=2"])
+    assert result.exit_code == 1 and "cannot target 'band_gap'" in result.output
+    result = CliRunner().invoke(main, ["generate", str(toy_run), "-n", "5", "--out",
+                                       str(tmp_path / "bad2"), "-g", "colour=red"])
+    assert result.exit_code == 1 and "no option(s) ['colour']" in result.output
+
+
+def test_latent_optimisation_moves_predictions_toward_target(toy_run):
+    run = betavae_core.load_run(toy_run)
+    z = run.model.sample_prior(64, generator=torch.Generator().manual_seed(0))
+    attrs = run.attrs
+    before = guidance.predict(run.model, run.model.decoder(z, None, None).detach(), attrs)
+    moved = guidance.optimise_latents(run.model, z, 1.1, attrs, steps=100)
+    after = guidance.predict(run.model, run.model.decoder(moved, None, None).detach(), attrs)
+    assert (after - 1.1).abs().mean() < (before - 1.1).abs().mean()
+
+
+def test_cli_evaluate_reconstruction_and_generation_metrics(toy_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_run, run)
+    result = invoke("evaluate", run, "--only", "crystal_reconstruction")
+    assert "crystal_reconstruction" in result.output
+    section = json.loads((run / "report.json").read_text())["evaluation"]["results"]
+    assert 0 <= section["crystal_reconstruction"]["match_rate"] <= 1
+    loaded = betavae_core.load_run(run)
+    heldout = loaded.heldout(loaded.data())
+    metrics = evaluations.generation(loaded.model, heldout, n_samples=4).metrics
+    for key in ("structural_validity", "compositional_validity", "cov_recall",
+                "cov_precision"):
+        assert 0 <= metrics[key] <= 1
+    if metrics["validity"] > 0:
+        assert metrics["wdist_density"] >= 0 and metrics["wdist_num_elements"] >= 0
+
+
+def test_python_api_with_relaxation_that_does_not_converge(tmp_path):
+    structures = emt_metals(copies=2)
+    data = from_structures(structures)
+    fitted = fit(data, ModelConfig.for_data(data, latent_dim=4,
+                                            architecture_options={"hidden": [64]}),
+                 TrainConfig(epochs=30, lr=3e-3, batch_size=16, progress=False, threads=1),
+                 Objective(beta=0.05))
+    report = generate_candidates(fitted.model, data, 40, tmp_path / "cands", relax="emt",
+                                 relax_steps=1, keep="valid")
+    relaxation = report.summary["relaxation"]
+    assert relaxation["not_converged"] + relaxation["failed"] == report.summary["accepted"] > 0
+    rows = [r for r in read_rows(tmp_path / "cands" / "candidates.csv")
+            if r["accepted"] == "True"]
+    assert all(r["relax_status"] in ("not_converged", "failed") for r in rows)
+    assert all((tmp_path / "cands" / r["cif"]).exists() for r in rows)  # kept, flagged
+    assert report.summary["funnel"]["relaxed"] == 0
+    z = encode_structures(fitted.model, structures[:3], data.attrs)
+    assert z.shape == (3, 4)
+    assert len(decode_latents_to_structures(fitted.model, z, data.attrs)) == 3
+
+
+def test_generating_toward_a_target_needs_a_property(tmp_path):
+    structures, _, _ = toy_perovskites()
+    data = from_structures(structures)
+    assert data.attrs["property"] is None
+    fitted = fit(data, ModelConfig.for_data(data, latent_dim=2,
+                                            architecture_options={"hidden": [16]}),
+                 TrainConfig(epochs=1, progress=False), Objective(beta=0.1))
+    with pytest.raises(ConfigError, match="learned no property"):
+        generate_candidates(fitted.model, data, 5, tmp_path / "c", target=1.0)
