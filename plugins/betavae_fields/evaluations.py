@@ -58,6 +58,7 @@ def first_component(data: DomainData) -> np.ndarray:
 def order_parameter(model: BetaVAE, data: DomainData) -> EvaluationResult:
     """Pearson r of every latent (posterior mean; |mean| for |m|) with the observables."""
     mu, logvar = encode(model, data)
+    mu = mu - mu.mean(axis=0)  # |z| is measured from the symmetric point, as in critical_point
     names = list(data.factor_names)
     table = {
         name: [_pearson(np.abs(mu[:, d]) if name == "abs_magnetization" else mu[:, d],

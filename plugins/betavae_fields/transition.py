@@ -16,10 +16,11 @@ estimates at several L to L -> oo with Tc(L) = Tc + a * L^(-1/nu) (nu = 1 for 2D
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 
 from betavae_core.errors import DataError
 
@@ -92,7 +93,9 @@ def _fit_step(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, float]:
     guess_t0 = 0.5 * (t[k] + t[k + 1])
     p0 = [y[-1], y[0], guess_t0, (t[-1] - t[0]) / 10]
     try:
-        params, _ = curve_fit(_step, t, y, p0=p0, maxfev=20000)
+        with warnings.catch_warnings():  # a flat curve leaves the covariance undefined
+            warnings.simplefilter("ignore", OptimizeWarning)
+            params, _ = curve_fit(_step, t, y, p0=p0, maxfev=20000)
     except (RuntimeError, ValueError):
         return None, float(guess_t0)
     return params, float(guess_t0)
