@@ -555,8 +555,29 @@ class _IsingChains:
         self._derive()
 
 
-class _XYChains:
+class _AdaptiveStep:
+    """Per-chain Metropolis step widths, adapted toward TARGET_ACCEPTANCE (XY and phi^4)."""
+
+    width: np.ndarray
+    max_width: float
+
+    def _reset_stats(self) -> None:
+        self.accepted = np.zeros(self.width.shape[0])
+        self.attempted = 0.0
+
+    def adapt(self) -> None:
+        self.width = _adapted_width(self.width, self.accepted, self.attempted, 1e-3,
+                                    self.max_width)
+        self._reset_stats()
+
+    def describe(self, chain_ctrl: np.ndarray, n_ctrl: int) -> dict:
+        return _step_description(self.width, self.accepted, self.attempted, chain_ctrl, n_ctrl)
+
+
+class _XYChains(_AdaptiveStep):
     """XY chains: blocked angles float32, Metropolis plus over-relaxation sweeps."""
+
+    max_width = float(np.pi)
 
     def __init__(self, theta: np.ndarray, beta: np.ndarray, overrelax: int,
                  rng: np.random.Generator) -> None:
@@ -572,10 +593,6 @@ class _XYChains:
         self.cos = np.cos(self.theta)
         self.sin = np.sin(self.theta)
         self.b32 = self.beta.astype(np.float32)[:, None, None]
-
-    def _reset_stats(self) -> None:
-        self.accepted = np.zeros(self.theta.shape[0])
-        self.attempted = 0.0
 
     def sweep(self) -> None:
         for colour in _COLOURS:
@@ -609,13 +626,6 @@ class _XYChains:
         self.cos[:, p, q] = np.cos(new)
         self.sin[:, p, q] = np.sin(new)
 
-    def adapt(self) -> None:
-        self.width = _adapted_width(self.width, self.accepted, self.attempted, 1e-3, np.pi)
-        self._reset_stats()
-
-    def describe(self, chain_ctrl: np.ndarray, n_ctrl: int) -> dict:
-        return _step_description(self.width, self.accepted, self.attempted, chain_ctrl, n_ctrl)
-
     def observables(self) -> tuple[np.ndarray, np.ndarray]:
         n_sites = self.theta[0].size
         energy = -(_colour0_bond_sum(self.cos) + _colour0_bond_sum(self.sin)) / n_sites
@@ -632,8 +642,10 @@ class _XYChains:
         self._derive()
 
 
-class _Phi4Chains:
+class _Phi4Chains(_AdaptiveStep):
     """phi^4 chains: blocked field float32, checkerboard Metropolis with adapted step."""
+
+    max_width = 10.0
 
     def __init__(self, phi: np.ndarray, kappa: np.ndarray, lam: float,
                  rng: np.random.Generator) -> None:
@@ -647,10 +659,6 @@ class _Phi4Chains:
 
     def _derive(self) -> None:
         self.two_kappa = (2.0 * self.kappa).astype(np.float32)[:, None, None]
-
-    def _reset_stats(self) -> None:
-        self.accepted = np.zeros(self.phi.shape[0])
-        self.attempted = 0.0
 
     def sweep(self) -> None:
         for colour in _COLOURS:
@@ -670,13 +678,6 @@ class _Phi4Chains:
         f[...] = np.where(accept, new, f)
         self.accepted += accept.sum(axis=(1, 2))
         self.attempted += f[0].size
-
-    def adapt(self) -> None:
-        self.width = _adapted_width(self.width, self.accepted, self.attempted, 1e-3, 10.0)
-        self._reset_stats()
-
-    def describe(self, chain_ctrl: np.ndarray, n_ctrl: int) -> dict:
-        return _step_description(self.width, self.accepted, self.attempted, chain_ctrl, n_ctrl)
 
     def observables(self) -> tuple[np.ndarray, np.ndarray]:
         f = self.phi.astype(np.float64)
