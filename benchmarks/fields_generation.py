@@ -71,9 +71,10 @@ def main() -> None:
         row = {"T": T}
         for label, model in models.items():
             generated, _ = physics.decode_around(model, reference, seed=5)
-            row[label] = physics.compare(generated, reference.x.numpy(), "ising", T, {})
-            hists[label][T] = (physics.observables("ising", generated, T, {})[0],
-                               physics.observables("ising", reference.x.numpy(), T, {})[0])
+            gen_obs = physics.observables("ising", generated, T, {})
+            ref_obs = physics.observables("ising", reference.x.numpy(), T, {})
+            row[label] = physics.compare_observables(gen_obs, ref_obs)
+            hists[label][T] = (gen_obs[0], ref_obs[0])
         rows.append(row)
     report(rows, args)
     for label in DECODERS:

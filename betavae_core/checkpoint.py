@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -48,6 +49,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_array(path: str | Path, array: np.ndarray) -> None:
+    """Save one array as .npy, atomically (no pickle: object arrays are refused)."""
+
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+    atomic_write(path, save)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -7,14 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from betavae_core import plots
-from betavae_core.checkpoint import atomic_write, write_json
+from betavae_core.checkpoint import write_array, write_json
 from betavae_core.hookspecs import hookimpl
 from betavae_core.registry import Generator
 from betavae_core.results import CandidateReport, GeneratedSamples
-
-
-def _save_array(path: Path, array: np.ndarray) -> None:
-    atomic_write(path, lambda p: np.save(p.open("wb"), array))
 
 
 def generate_arrays(samples: GeneratedSamples, out_dir: Path) -> CandidateReport:
@@ -23,7 +19,7 @@ def generate_arrays(samples: GeneratedSamples, out_dir: Path) -> CandidateReport
     sample = samples.sample.cpu().numpy()
     files = {"latents.npy": samples.z.cpu().numpy(), "means.npy": mean, "samples.npy": sample}
     for name, array in files.items():
-        _save_array(out_dir / name, array)
+        write_array(out_dir / name, array)
     written = list(files)
     finite = np.isfinite(sample).reshape(len(sample), -1).all(axis=1)
     summary = {

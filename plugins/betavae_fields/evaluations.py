@@ -181,10 +181,10 @@ def generated_physics(model: BetaVAE, data: DomainData, seed: int = 0) -> Evalua
     for c in chosen:
         at = data.subset(np.flatnonzero(control == c))
         generated, _ = physics.decode_around(model, at, seed=seed)
-        reference = at.x.numpy()
-        rows[f"{c:g}"] = physics.compare(generated, reference, kind, c, data.attrs)
-        hists[c] = (physics.observables(kind, generated, c, data.attrs)[0],
-                    physics.observables(kind, reference, c, data.attrs)[0])
+        gen_obs = physics.observables(kind, generated, c, data.attrs)
+        ref_obs = physics.observables(kind, at.x.numpy(), c, data.attrs)
+        rows[f"{c:g}"] = physics.compare_observables(gen_obs, ref_obs)
+        hists[c] = (gen_obs[0], ref_obs[0])
     metrics = {"control": control_name, "at": rows,
                "mean_w1_energy": float(np.mean([r["w1_energy"] for r in rows.values()]))}
     return EvaluationResult(metrics=metrics,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from betavae_core.checkpoint import atomic_write, write_json
+from betavae_core.checkpoint import atomic_write, write_array, write_json
 from betavae_core.data import DomainData
 from betavae_core.errors import ConfigError
 from betavae_core.plots import save_figure
@@ -47,10 +47,6 @@ def monte_carlo_at(attrs: dict[str, Any], control: float, n: int, seed: int) -> 
     return ensemble_data(ens, f"betavae_fields.generation.{kind}", extra)
 
 
-def _save(path: Path, array: np.ndarray) -> None:
-    atomic_write(path, lambda p: np.save(p.open("wb"), array))
-
-
 def generate_lattice(samples: GeneratedSamples, out_dir: Path, temperature: float | None = None,
                      kappa: float | None = None, seed: int = 1) -> CandidateReport:
     """Write configs.npy, latents.npy, observables.npz and summary.json (+ a histogram)."""
@@ -61,29 +57,28 @@ def generate_lattice(samples: GeneratedSamples, out_dir: Path, temperature: floa
     if control is None:
         configs, latents = samples.sample.numpy(), samples.z.numpy()
         summary["how"] = "decoded prior draws"
-        control_for_obs = np.nan
+        # phi^4's action needs kappa; without one only the configurations are written
+        obs = None if kind == "phi4" else physics.observables(kind, configs, np.nan, attrs)
     else:
         reference = monte_carlo_at(attrs, float(control), len(samples.sample), seed)
         configs, latents = physics.decode_around(samples.model, reference, seed=seed)
         name = attrs.get("control_name", "temperature")
         summary.update({"how": f"decoded around Monte Carlo configurations at {name} "
                                f"{control:g}", name: float(control)})
-        summary["physics"] = physics.compare(configs, reference.x.numpy(), kind, control, attrs)
-        gen_e = physics.observables(kind, configs, control, attrs)[0]
-        ref_e = physics.observables(kind, reference.x.numpy(), control, attrs)[0]
-        save_figure(energy_histograms({float(control): (gen_e, ref_e)}, name),
+        obs = physics.observables(kind, configs, control, attrs)
+        ref_obs = physics.observables(kind, reference.x.numpy(), control, attrs)
+        summary["physics"] = physics.compare_observables(obs, ref_obs)
+        save_figure(energy_histograms({float(control): (obs[0], ref_obs[0])}, name),
                     out_dir / "energy_histogram.png")
         files.append("energy_histogram.png")
-        control_for_obs = float(control)
-    energy, abs_m = (physics.observables(kind, configs, control_for_obs, attrs)
-                     if kind != "phi4" or control is not None else (None, None))
     stored = configs.astype(np.int8) if kind == "ising" else configs.astype(np.float32)
-    _save(out_dir / "configs.npy", stored)
-    _save(out_dir / "latents.npy", latents.astype(np.float32))
+    write_array(out_dir / "configs.npy", stored)
+    write_array(out_dir / "latents.npy", latents.astype(np.float32))
     files += ["configs.npy", "latents.npy"]
-    if energy is not None:
-        atomic_write(out_dir / "observables.npz",
-                     lambda p: np.savez(p.open("wb"), energy=energy, abs_magnetization=abs_m))
+    if obs is not None:
+        energy, abs_m = obs
+        atomic_write(out_dir / "observables.npz", lambda p: _savez(p, energy=energy,
+                                                                    abs_magnetization=abs_m))
         files.append("observables.npz")
         summary.update({"energy_mean": float(energy.mean()), "energy_std": float(energy.std()),
                         "abs_m_mean": float(abs_m.mean())})
@@ -93,3 +88,8 @@ def generate_lattice(samples: GeneratedSamples, out_dir: Path, temperature: floa
     write_json(out_dir / "summary.json", summary)
     files.append("summary.json")
     return CandidateReport(objects=stored, summary=summary, files=files)
+
+
+def _savez(path: Path, **arrays: np.ndarray) -> None:
+    with path.open("wb") as fh:
+        np.savez(fh, **arrays)

@@ -59,10 +59,16 @@ def compare(generated: np.ndarray, reference: np.ndarray, model: str, control: f
             attrs: dict[str, Any]) -> dict[str, float]:
     """Energy and |m| of generated vs reference configurations at one control value:
     means, and the 1-Wasserstein distance between their distributions."""
-    e_gen, m_gen = observables(model, generated, control, attrs)
-    e_ref, m_ref = observables(model, reference, control, attrs)
+    return compare_observables(observables(model, generated, control, attrs),
+                               observables(model, reference, control, attrs))
+
+
+def compare_observables(generated: tuple[np.ndarray, np.ndarray],
+                        reference: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    """`compare` on (energy, |m|) pairs already computed."""
+    (e_gen, m_gen), (e_ref, m_ref) = generated, reference
     return {
-        "n": int(len(generated)),
+        "n": int(len(e_gen)),
         "energy_mc": float(e_ref.mean()),
         "energy_generated": float(e_gen.mean()),
         "abs_m_mc": float(m_ref.mean()),
