@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .rows import RowSource, check_in_chunks
 
 
 @dataclass
@@ -17,7 +18,8 @@ class DomainData:
     """Items of one domain as tensors, with what the later stages need to read them.
 
     Attributes:
-        x: float tensor (n, *event_shape), one row per item.
+        x: float tensor (n, *event_shape), one row per item, or a `RowSource` (sparse or
+            on-disk rows, densified one minibatch at a time).
         domain: name of the domain ("shapes", "singlecell", ...).
         likelihood: name of the registered likelihood the domain suggests.
         covariates: optional float tensor (n, c) the encoder and decoder are conditioned
@@ -34,7 +36,7 @@ class DomainData:
         architecture: name of the registered architecture the domain suggests.
     """
 
-    x: torch.Tensor
+    x: torch.Tensor | RowSource
     domain: str
     likelihood: str = "gaussian"
     covariates: torch.Tensor | None = None
@@ -48,7 +50,8 @@ class DomainData:
     architecture: str = "mlp"
 
     def __post_init__(self) -> None:
-        self.x = torch.as_tensor(self.x, dtype=torch.float32)
+        if not isinstance(self.x, RowSource):
+            self.x = torch.as_tensor(self.x, dtype=torch.float32)
         if self.x.ndim < 2:
             raise DataError(
                 f"DomainData.x must have shape (n_items, *event_shape); got shape "
@@ -105,7 +108,7 @@ class DomainData:
 
     def check_finite(self) -> None:
         """Raise `DataError` naming the first item (and position) that holds NaN or inf."""
-        check_finite(self.x, "x")
+        check_in_chunks(lambda block: check_finite(block, "x"), self.x)
         if self.covariates is not None:
             check_finite(self.covariates, "covariates")
 
@@ -114,7 +117,7 @@ class DomainData:
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
         idx_np = idx.numpy()
         return DomainData(
-            x=self.x[idx],
+            x=self.x.subset(idx_np) if isinstance(self.x, RowSource) else self.x[idx],
             domain=self.domain,
             likelihood=self.likelihood,
             covariates=None if self.covariates is None else self.covariates[idx],

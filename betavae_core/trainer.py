@@ -23,6 +23,7 @@ from .errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from .model import BetaVAE, ModelConfig
 from .objective import Objective
 from .posterior import Terms, evaluate_terms
+from .rows import check_in_chunks
 
 
 @dataclass
@@ -157,7 +158,7 @@ def fit(
     # Everything that can reject the input runs before anything touches the disk.
     model = build_model(model_config, train.seed)
     with torch.no_grad():
-        model.likelihood.check_data(data.x)
+        check_in_chunks(model.likelihood.check_data, data.x)
     run = _Run(out_dir, world.is_main)
     state = None
     if run.dir is not None and world.is_main:
