@@ -28,6 +28,7 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 HISTORY = "history.csv"
 REPORT = "report.json"
+DOMAIN_RECORD = "domain.json"  # what a domain plugin keeps about a fit (its own JSON)
 CHECKPOINT_DIR = "checkpoint"
 LAST_WEIGHTS = f"{CHECKPOINT_DIR}/last.safetensors"
 BEST_WEIGHTS = f"{CHECKPOINT_DIR}/best.safetensors"
@@ -151,7 +152,7 @@ def _foreign_files(run_dir: Path) -> list[str]:
         if entry.is_dir() and top in (CHECKPOINT_DIR, "plots") and len(rel.parts) == 1:
             continue
         ours = (
-            (len(rel.parts) == 1 and top in (CONFIG, WEIGHTS, HISTORY, REPORT))
+            (len(rel.parts) == 1 and top in (CONFIG, WEIGHTS, HISTORY, REPORT, DOMAIN_RECORD))
             or (top == CHECKPOINT_DIR and len(rel.parts) == 2
                 and rel.parts[1] in ("last.safetensors", "best.safetensors", "state.pt"))
             or (top == "plots" and len(rel.parts) == 2 and rel.suffix == ".png")

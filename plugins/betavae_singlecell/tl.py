@@ -1,0 +1,238 @@
+"""Tools (`bsc.tl`): fit, encode, generate and evaluate, scanpy style.
+
+`fit` writes `adata.obsm[key_added]` (posterior means, one row per cell) and
+`adata.uns[key_added]` (settings, rate per latent dimension, history), so the next step
+is `sc.pp.neighbors(adata, use_rep=key_added)`. Nothing else in `adata` is touched.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from betavae_core import ModelConfig, Objective, TrainConfig
+from betavae_core import fit as core_fit
+from betavae_core.errors import ConfigError
+from betavae_core.plugins import registry
+from betavae_core.posterior import encode as core_encode
+from betavae_core.trainer import fit_description
+
+from . import generation
+from .conversion import to_domain_data
+from .likelihoods import COUNT_LIKELIHOODS
+from .model import SingleCellModel, label_clouds
+
+LIKELIHOODS = (*COUNT_LIKELIHOODS, "gaussian")
+
+
+def default_epochs(n_cells: int) -> int:
+    """More passes for small datasets, as scvi-tools does: min(400, 400 * 20000 / n)."""
+    return int(max(1, min(400, round(400 * 20_000 / max(n_cells, 1)))))
+
+
+def fit(
+    adata: Any,
+    *,
+    layer: str | None = None,
+    likelihood: str = "nb",
+    beta: float = 1.0,
+    n_latent: int = 10,
+    batch_key: str | None = None,
+    label_key: str | None = None,
+    n_hidden: int = 128,
+    n_layers: int = 1,
+    dropout: float = 0.1,
+    epochs: int | None = None,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    warmup_epochs: float | None = None,
+    patience: int | None = None,
+    val_fraction: float = 0.1,
+    zeros: str = "drop",
+    seed: int = 0,
+    device: str = "auto",
+    key_added: str = "X_betavae",
+    copy: bool = False,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> SingleCellModel:
+    """Fit a β-VAE to the cells of `adata` and write their latent coordinates.
+
+    Args:
+        adata: cells × genes; raw counts in `.X` or in `layers[layer]` (dense, sparse, or
+            backed). Cells and genes that are all zero are dropped from the fit with a
+            warning (`zeros="error"` refuses them), but every cell gets coordinates.
+        likelihood: "nb", "zinb", "poisson" (raw counts), or "gaussian" (log1p data).
+        beta: the price of information: weight of the rate (KL) against distortion.
+        batch_key: `adata.obs` column of batches; encoder and decoder are conditioned on
+            it, so the latent space need not carry batch.
+        label_key: optional `adata.obs` column of cell types, used to generate around a
+            type's latent cloud (not used by the fit).
+        epochs: default `default_epochs(n_cells)`; `warmup_epochs` ramps β from 0 (default
+            a quarter of the epochs; 0 for a constant β); `patience` stops early on the
+            validation ELBO (default: run all epochs).
+        copy: leave `adata` untouched and write the results into a copy (`model.adata`).
+        out_dir: also keep a run directory with checkpoints (`resume=True` continues an
+            interrupted fit there) that `betavae evaluate` reads.
+
+    Returns the fitted `SingleCellModel`.
+    """
+    if likelihood not in LIKELIHOODS:
+        raise ConfigError(f"likelihood must be one of {LIKELIHOODS}; got {likelihood!r}.")
+    if n_layers < 1 or n_hidden < 1:
+        raise ConfigError(f"n_layers and n_hidden must be >= 1; got {n_layers}, {n_hidden}.")
+    data, kept = to_domain_data(adata, layer=layer, likelihood=likelihood,
+                                batch_key=batch_key, label_key=label_key, zeros=zeros)
+    epochs = default_epochs(len(data)) if epochs is None else int(epochs)
+    warmup = epochs / 4 if warmup_epochs is None else float(warmup_epochs)
+    model_config = ModelConfig.for_data(
+        data, latent_dim=n_latent,
+        architecture_options={"hidden": [n_hidden] * n_layers, "dropout": dropout})
+    train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
+                        patience=patience, seed=seed, device=device, progress=progress)
+    objective = Objective(beta=beta, schedule="warmup" if warmup > 0 else "constant",
+                          warmup_epochs=max(warmup, 1e-6))
+    source = {"kind": "anndata", "n_obs": int(adata.n_obs), "layer": layer}
+    result = core_fit(data, model_config, train, objective, out_dir=out_dir, resume=resume,
+                      source=source)
+    config = fit_description(data, model_config, train, objective, source)
+    config["data"]["attrs"]["batch_counts"] = _batch_counts(data)
+    model = SingleCellModel(result.model, config)
+    target = adata.copy() if copy else adata
+    z = encode(model, target, layer=layer, key_added=None)
+    labels = None if label_key is None else data.metadata[label_key]
+    model.record = _record(result, None if labels is None else z[kept], labels, key_added)
+    target.obsm[key_added] = z
+    target.uns[key_added] = _uns(model, result, beta)
+    model.adata = target
+    if out_dir is not None:
+        from betavae_core import checkpoint as ckpt
+
+        ckpt.write_json(Path(out_dir) / ckpt.CONFIG, config)
+        ckpt.write_json(Path(out_dir) / ckpt.DOMAIN_RECORD, model.record)
+    return model
+
+
+def _batch_counts(data: Any) -> dict[str, int]:
+    if data.covariates is None:
+        return {}
+    counts = data.covariates.sum(dim=0).tolist()
+    return {b: int(c) for b, c in zip(data.attrs["batches"], counts, strict=True)}
+
+
+def _record(result: Any, z: np.ndarray | None, labels: Any, key_added: str) -> dict[str, Any]:
+    best = result.report.get("best") or {}
+    return {
+        "key_added": key_added,
+        "kl_per_dim": list(best.get("val_kl_per_dim", [])),
+        "history": _history_columns(result.history),
+        "report": {k: v for k, v in result.report.items() if k != "best"},
+        "label_clouds": {} if z is None else label_clouds(z, np.asarray(labels)),
+    }
+
+
+def _history_columns(history: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """The history as columns of numbers (what `adata.uns` can store in .h5ad)."""
+    keys = ["epoch", "beta", "train_rate", "train_distortion", "val_rate", "val_distortion",
+            "val_elbo", "seconds"]
+    return {k: [float(row[k]) for row in history if row.get(k) is not None] for k in keys}
+
+
+def _uns(model: SingleCellModel, result: Any, beta: float) -> dict[str, Any]:
+    """`adata.uns[key_added]`: only strings, numbers and arrays, so `write_h5ad` works."""
+    kl = np.asarray(model.record["kl_per_dim"], dtype=float)
+    best = result.report.get("best") or {}
+    params = {"likelihood": model.likelihood, "beta": float(beta), "n_latent": model.n_latent,
+              "layer": model.layer or "X", "batch_key": model.batch_key or "",
+              "epochs": int(model.config["train"]["epochs"]),
+              "best_epoch": int(result.best_epoch), "stopped": str(result.stopped)}
+    return {
+        "params": params,
+        "rate": float(kl.sum()),
+        "rate_per_dim": kl,
+        "distortion": float(best.get("val_distortion", math.nan)),
+        "active_dims": int((kl > 0.01).sum()),
+        "history": {k: np.asarray(v) for k, v in model.record["history"].items()},
+    }
+
+
+def encode(model: SingleCellModel, adata: Any = None, *, layer: str | None = None,
+           key_added: str | None = "X_betavae", batch_size: int = 1024) -> np.ndarray:
+    """Posterior means (n_cells, n_latent) of the cells of `adata` (default: the model's).
+
+    Genes are matched by `var_names` (extra genes are ignored, missing ones are an error
+    that lists them); `adata.obs[model.batch_key]` must hold batches the model knows.
+    With `key_added`, also writes `adata.obsm[key_added]`.
+    """
+    adata = model.adata if adata is None else adata
+    if adata is None:
+        raise ConfigError("encode needs an AnnData (the model holds none).")
+    data, _ = to_domain_data(
+        adata, layer=layer if layer is not None else model.layer, likelihood="gaussian",
+        batch_key=model.batch_key, genes=model.var_names, batches=model.batches or None,
+        fitting=False)
+    mu, _ = core_encode(model.vae, data, batch_size=batch_size)
+    z = mu.astype(np.float32)
+    if key_added is not None:
+        adata.obsm[key_added] = z
+    return z
+
+
+def generate(model: SingleCellModel, n: int, *, batch: str | None = None,
+             cell_type: str | None = None, seed: int = 0) -> Any:
+    """`n` new cells as AnnData with the model's genes: latents from the prior (or from
+    the latent cloud of `cell_type`), a batch (`batch`, or drawn in training
+    proportions), a library size from that batch's training cells, counts drawn from
+    the likelihood. `obs` records how each cell was made; `obsm['X_betavae']` its z."""
+    if n < 1:
+        raise ConfigError(f"n must be >= 1; got {n}.")
+    rng = np.random.default_rng(seed)
+    if cell_type is None:
+        z = generation.prior_latents(model.vae, n, rng)
+    else:
+        z = generation.cloud_latents(model.record.get("label_clouds", {}), cell_type, n, rng)
+    names = generation.choose_batches(model.batches, batch, model.attrs.get("batch_counts"),
+                                      n, rng)
+    cov = generation.batch_one_hot(model.batches, names, n)
+    library = generation.draw_library(model.attrs["library_log"], names, n, rng)
+    x, _ = generation.decode_cells(model.vae, z, cov, library, seed=seed)
+    source = "prior" if cell_type is None else f"{cell_type} latent cloud"
+    obs: dict[str, Any] = {"generated_from": np.full(n, source, dtype=object),
+                           "library_size": library}
+    if names is not None:
+        obs[model.batch_key] = names
+    if cell_type is not None:
+        obs[model.attrs.get("label_key") or "cell_type"] = np.full(n, cell_type, dtype=object)
+    uns = {"n": int(n), "seed": int(seed), "source": source, "likelihood": model.likelihood}
+    return generation.cells_anndata(x, z, model.var_names, obs, uns)
+
+
+def evaluate(model: SingleCellModel, adata: Any = None, *, label_key: str | None = None,
+             batch_key: str | None = None, layer: str | None = None,
+             names: list[str] | None = None) -> dict[str, Any]:
+    """Run the single-cell evaluations on `adata` (default: the model's) and return their
+    metrics by name: latent clustering vs labels, batch mixing, held-out NLL, generated
+    cells vs real ones."""
+    adata = model.adata if adata is None else adata
+    if adata is None:
+        raise ConfigError("evaluate needs an AnnData (the model holds none).")
+    data, _ = to_domain_data(
+        adata, layer=layer if layer is not None else model.layer, likelihood=model.likelihood,
+        batch_key=model.batch_key, label_key=label_key, genes=model.var_names,
+        batches=model.batches or None, fitting=False)
+    if batch_key is not None and batch_key != model.batch_key:
+        from .conversion import obs_labels
+
+        data.metadata[batch_key] = obs_labels(adata, batch_key, "batch_key")
+    data.attrs.update(label_key=label_key, batch_key=batch_key or model.batch_key)
+    out = {}
+    for record in registry("evaluations"):
+        if record.domain != "singlecell" or (names is not None and record.name not in names):
+            continue
+        result = record.evaluate(model.vae, data)
+        out[record.name] = result.metrics
+    return out
