@@ -26,8 +26,8 @@ from .model import BetaVAE, LossRecord, ModelConfig
 from .objective import Objective
 from .plugins import get_host, plugin_infos, registry, reset_plugins
 from .registry import Architecture, Dataset, Evaluation, Generator, LikelihoodSpec, Loader
-from .rows import RowSource, SparseRows
 from .results import CandidateReport, EvaluationResult, GeneratedSamples
+from .rows import RowSource, SparseRows
 from .runs import Run, load_model, load_run
 from .sources import load_data
 from .sweep import sweep
@@ -39,7 +39,8 @@ __all__ = [
     "Evaluation", "EvaluationResult", "FitResult", "GeneratedSamples", "Generator",
     "Likelihood", "LikelihoodSpec", "Loader", "LossRecord", "ModelConfig",
     "NonFiniteLossError", "NotRegisteredError", "Objective", "OutputExistsError",
-    "PluginError", "Register", "RowSource", "Run", "SparseRows", "TrainConfig", "evaluate", "evaluate_run", "fit", "generate",
+    "PluginError", "Register", "RowSource", "Run", "SparseRows", "TrainConfig", "evaluate",
+    "evaluate_run", "fit", "generate",
     "get_host", "hookimpl", "load_data", "load_model", "load_run", "plugin_infos",
     "registry", "reset_plugins", "sample", "sweep",
 ]

@@ -111,6 +111,9 @@ def _training_options(func):
                      "claimed by several."),
         click.option("-o", "--option", "data_options", multiple=True, metavar="KEY=VALUE",
                      help="Dataset or loader option (repeatable), e.g. -o n=2000."),
+        click.option("--batch-key", default=None, metavar="KEY",
+                     help="Column of batches to condition on, for loaders that take one "
+                     "(same as -o batch_key=KEY), e.g. an obs column of an .h5ad."),
         click.option("--latent-dim", type=int, default=10, show_default=True),
         click.option("--likelihood", default=None, help="Decoder likelihood (default: the "
                      "data's own)."),
@@ -202,7 +205,10 @@ def _configs(kw: dict[str, Any], data) -> tuple[Any, Any, Any]:
 def _load(kw: dict[str, Any]):
     from .sources import load_data, parse_options
 
-    return load_data(kw["data"], loader=kw["loader"], options=parse_options(kw["data_options"]))
+    options = parse_options(kw["data_options"])
+    if kw.get("batch_key") is not None:
+        options["batch_key"] = kw["batch_key"]
+    return load_data(kw["data"], loader=kw["loader"], options=options)
 
 
 # --- train -----------------------------------------------------------------------------

@@ -46,5 +46,6 @@ def test_bad_value_in_a_later_block_names_its_rows():
     dense[::7, 0] = 1.0
     dense[4500, 1] = 0.5
     data = DomainData(x=SparseRows(sp.csr_matrix(dense)), domain="test", likelihood="bernoulli")
-    with pytest.raises(DataError, match=r"rows 4096-4999 \(item i below is row 4096 \+ i.*item 404 holds 0.5"):
+    message = r"rows 4096-4999 \(item i below is row 4096 \+ i.*item 404 holds 0.5"
+    with pytest.raises(DataError, match=message):
         fit(data, ModelConfig.for_data(data, latent_dim=2), TrainConfig(epochs=1, progress=False))

@@ -34,7 +34,8 @@ class _Block(nn.Module):
 
 
 def _blocks(sizes: list[int], n_cov: int, dropout: float) -> nn.ModuleList:
-    return nn.ModuleList(_Block(a, b, n_cov, dropout) for a, b in zip(sizes[:-1], sizes[1:]))
+    pairs = zip(sizes[:-1], sizes[1:], strict=True)
+    return nn.ModuleList(_Block(a, b, n_cov, dropout) for a, b in pairs)
 
 
 class ExpressionEncoder(nn.Module):
