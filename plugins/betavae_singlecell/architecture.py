@@ -2,7 +2,8 @@
 
 The encoder reads log1p of the counts (sign-preserving, so log-normalised or scaled input
 is safe too), the decoder emits one logit per gene and likelihood channel. The batch
-one-hot is given to every layer of both, so the latent space need not carry batch.
+one-hot is given to every layer of both, and the decoder adds a learned gene-wise offset
+per batch to its output, so the latent space need not carry batch.
 Layer normalisation (not batch normalisation) keeps a minibatch of one cell working.
 """
 
@@ -60,13 +61,20 @@ class ExpressionDecoder(nn.Module):
         sizes = [request.latent_dim, *reversed(hidden)]
         self.blocks = _blocks(sizes, request.covariate_dim, dropout=0.0)
         self.out = nn.Linear(sizes[-1], math.prod(self.out_shape))
+        # A gene-wise log-scale offset per batch: a batch that scales genes (the usual
+        # technical effect) is matched exactly, so z need not carry it.
+        self.batch_offset = (nn.Linear(request.covariate_dim, math.prod(self.out_shape),
+                                       bias=False) if request.covariate_dim else None)
 
     def forward(self, z: torch.Tensor, covariates: torch.Tensor | None = None,
                 skip: torch.Tensor | None = None) -> torch.Tensor:
         h = z
         for block in self.blocks:
             h = block(h, covariates)
-        return self.out(h).view(z.shape[0], *self.out_shape)
+        out = self.out(h)
+        if self.batch_offset is not None and covariates is not None:
+            out = out + self.batch_offset(covariates)
+        return out.view(z.shape[0], *self.out_shape)
 
 
 def build_expression_mlp(request: ArchitectureRequest) -> tuple[nn.Module, nn.Module]:
