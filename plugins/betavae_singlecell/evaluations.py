@@ -250,6 +250,9 @@ def singlecell_latent(
         "n_batches": 0 if bat is None else int(len(np.unique(bat))),
         "pca": pca_info, "ours": ours, "pca_scores": base, "ratio": ratio,
     }
+    # The same scores flat as well, so `betavae evaluate`'s table shows them.
+    metrics.update({k: v for k, v in ours.items()})
+    metrics.update({f"pca_{k}": v for k, v in base.items()})
     fig = _latent_figure(mu[keep], lab, bat, label_key, batch_key)
     return EvaluationResult(metrics=metrics, figures={"embedding": fig})
 
