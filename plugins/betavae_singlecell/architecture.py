@@ -1,9 +1,11 @@
 """`expression_mlp`: the encoder/decoder for cells x genes.
 
-The encoder reads log1p of the counts (sign-preserving, so log-normalised or scaled input
-is safe too), the decoder emits one logit per gene and likelihood channel. The batch
-one-hot is given to every layer of both, and the decoder adds a learned gene-wise offset
-per batch to its output, so the latent space need not carry batch.
+The encoder reads log1p of counts per 10,000 (depth is the likelihood's library offset,
+so z need not carry it; `normalise_input=false` for data already normalised, where the
+log1p is sign-preserving so scaled input is safe too); the decoder emits one logit per
+gene and likelihood channel. The batch one-hot is given to every layer of both, and the
+decoder adds a learned gene-wise offset per batch to its output, so the latent space need
+not carry batch.
 Layer normalisation (not batch normalisation) keeps a minibatch of one cell working.
 """
 
@@ -17,7 +19,8 @@ from torch import nn
 from betavae_core.architectures import ArchitectureRequest, EncoderOutput
 from betavae_core.errors import ConfigError
 
-OPTIONS = {"hidden": [128], "dropout": 0.1}
+OPTIONS = {"hidden": [128], "dropout": 0.1, "normalise_input": True}
+TARGET_SUM = 1e4
 
 
 class _Block(nn.Module):
@@ -40,13 +43,17 @@ def _blocks(sizes: list[int], n_cov: int, dropout: float) -> nn.ModuleList:
 
 
 class ExpressionEncoder(nn.Module):
-    def __init__(self, request: ArchitectureRequest, hidden: list[int], dropout: float) -> None:
+    def __init__(self, request: ArchitectureRequest, hidden: list[int], dropout: float,
+                 normalise_input: bool = True) -> None:
         super().__init__()
+        self.normalise_input = normalise_input
         n_genes = math.prod(request.event_shape)
         self.blocks = _blocks([n_genes, *hidden], request.covariate_dim, dropout)
         self.head = nn.Linear(hidden[-1], 2 * request.latent_dim)
 
     def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> EncoderOutput:
+        if self.normalise_input:  # counts per 10,000: depth left to the library offset
+            x = x * (TARGET_SUM / x.sum(dim=1, keepdim=True).clamp_min(1.0))
         h = torch.sign(x) * torch.log1p(x.abs())
         for block in self.blocks:
             h = block(h, covariates)
@@ -78,7 +85,9 @@ class ExpressionDecoder(nn.Module):
 
 
 def build_expression_mlp(request: ArchitectureRequest) -> tuple[nn.Module, nn.Module]:
-    """Options: `hidden` (list of layer sizes, default [128]), `dropout` (encoder, 0.1)."""
+    """Options: `hidden` (list of layer sizes, default [128]), `dropout` (encoder, 0.1),
+    `normalise_input` (encoder reads log1p of counts per 10,000; default true, false for
+    data that are already normalised)."""
     unknown = set(request.options) - set(OPTIONS)
     if unknown:
         raise ConfigError(f"unknown expression_mlp options {sorted(unknown)}; it takes "
@@ -88,9 +97,10 @@ def build_expression_mlp(request: ArchitectureRequest) -> tuple[nn.Module, nn.Mo
     raw = request.options.get("hidden", OPTIONS["hidden"])
     hidden = [int(h) for h in (raw if isinstance(raw, (list, tuple)) else [raw])]
     dropout = float(request.options.get("dropout", OPTIONS["dropout"]))
+    normalise = bool(request.options.get("normalise_input", OPTIONS["normalise_input"]))
     if not hidden or min(hidden) < 1:
         raise ConfigError(f"expression_mlp hidden sizes must be positive; got {hidden}.")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"expression_mlp dropout must lie in [0, 1); got {dropout}.")
-    return (ExpressionEncoder(request, hidden, dropout),
+    return (ExpressionEncoder(request, hidden, dropout, normalise),
             ExpressionDecoder(request, hidden, dropout))
