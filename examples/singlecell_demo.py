@@ -86,18 +86,7 @@ def main() -> None:
     bsc.pl.history(model, ax=axes[1])
     fig.tight_layout()
     fig.savefig(out / "rate_and_history.png", dpi=120)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    stats = bsc.metrics.expression_agreement(real.X, fake.X)
-    for ax, key in zip(axes, ["mean", "variance", "zero_fraction"], strict=True):
-        ax.scatter(stats["real"][key], stats["generated"][key], s=4, alpha=0.5)
-        hi = max(stats["real"][key].max(), stats["generated"][key].max())
-        ax.plot([0, hi], [0, hi], color="grey", lw=1)
-        if key != "zero_fraction":
-            ax.set_xscale("symlog")
-            ax.set_yscale("symlog")
-        ax.set_xlabel(f"real {key}")
-        ax.set_ylabel(f"generated {key}")
-    fig.tight_layout()
+    fig = bsc.pl.generated_vs_real(real, fake)
     fig.savefig(out / "generated_vs_real.png", dpi=120)
     print(f"figures in {out}/: umap_betavae.png, rate_and_history.png, generated_vs_real.png")
 

@@ -124,6 +124,8 @@ def test_generate_matches_real_cells_of_the_batch(fitted):
     real = adata[adata.obs["batch"] == "batch_1"].X.toarray()
     r = np.corrcoef(np.log1p(real.mean(0)), np.log1p(x.mean(0)))[0, 1]
     assert r > 0.95
+    fig = bsc.pl.generated_vs_real(adata[adata.obs["batch"] == "batch_1"], fake)
+    assert len(fig.axes) == 3 and "r = 0.9" in fig.axes[0].get_title()
     with pytest.raises(ConfigError, match="unknown batch 'b7'"):
         bsc.tl.generate(model, 5, batch="b7")
 

@@ -434,11 +434,11 @@ def singlecell_generated(
     agreement = M.expression_agreement(real_m, gen_m)
     metrics = {k: (_json_float(v) if isinstance(v, float) else v)
                for k, v in agreement["summary"].items()}
-    fig = _gene_statistics_figure(agreement)
+    fig = gene_statistics_figure(agreement)
     return EvaluationResult(metrics=metrics, figures={"gene_statistics": fig})
 
 
-def _gene_statistics_figure(agreement: dict[str, Any]) -> Figure:
+def gene_statistics_figure(agreement: dict[str, Any]) -> Figure:
     real, gen, summary = agreement["real"], agreement["generated"], agreement["summary"]
     fig = Figure(figsize=(12.0, 3.8), layout="constrained")
     panels = (("mean", "log1p(mean count)", True, "mean_log1p_r"),

@@ -26,3 +26,16 @@ def rate_per_dim(model: Any, ax: Any = None, show: bool | None = None) -> Any:
 def history(model: Any, ax: Any = None, show: bool | None = None) -> Any:
     """Rate and distortion per epoch (training and validation)."""
     return plots.history(_record(model), ax=ax, show=show)
+
+
+def generated_vs_real(real: Any, generated: Any) -> Any:
+    """Per-gene mean, variance and zero fraction of generated cells against real ones
+    (AnnData or cells x genes matrices), one panel each, with Pearson r in the titles.
+    Returns the matplotlib Figure."""
+    from .evaluations import gene_statistics_figure
+    from .metrics import expression_agreement
+
+    def matrix(x: Any) -> Any:
+        return x.X if hasattr(x, "X") else x
+
+    return gene_statistics_figure(expression_agreement(matrix(real), matrix(generated)))
