@@ -242,7 +242,11 @@ def singlecell_latent(
     base = _embedding_scores(pcs[keep], lab, bat, **common)
     ratio = {k: (_json_float(ours[k] / base[k]) if ours[k] is not None and base[k]
                  else None) for k in ours}
-    metrics: dict[str, Any] = {
+    # The scores flat as well, ours beside PCA's, so `betavae evaluate`'s table shows them.
+    metrics: dict[str, Any] = {}
+    for k in ours:
+        metrics.update({k: ours[k], f"pca_{k}": base[k]})
+    metrics |= {
         "n_cells": len(data), "n_cells_scored": int(keep.sum()),
         "latent_dim": int(mu.shape[1]),
         "label_key": label_key, "batch_key": batch_key,
@@ -250,9 +254,6 @@ def singlecell_latent(
         "n_batches": 0 if bat is None else int(len(np.unique(bat))),
         "pca": pca_info, "ours": ours, "pca_scores": base, "ratio": ratio,
     }
-    # The same scores flat as well, so `betavae evaluate`'s table shows them.
-    metrics.update({k: v for k, v in ours.items()})
-    metrics.update({f"pca_{k}": v for k, v in base.items()})
     fig = _latent_figure(mu[keep], lab, bat, label_key, batch_key)
     return EvaluationResult(metrics=metrics, figures={"embedding": fig})
 
