@@ -91,8 +91,7 @@ def fit(
     warmup = epochs / 4 if warmup_epochs is None else float(warmup_epochs)
     model_config = ModelConfig.for_data(
         data, latent_dim=n_latent,
-        architecture_options={"hidden": [n_hidden] * n_layers, "dropout": dropout,
-                              "normalise_input": likelihood in COUNT_LIKELIHOODS})
+        architecture_options={"hidden": [n_hidden] * n_layers, "dropout": dropout})
     train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
                         patience=patience, seed=seed, device=device, progress=progress)
     objective = Objective(beta=beta, schedule="warmup" if warmup > 0 else "constant",
