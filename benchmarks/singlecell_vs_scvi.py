@@ -1,0 +1,358 @@
+"""Single-cell latents on PBMC: betavae_singlecell vs scvi-tools SCVI vs PCA.
+
+Anchor: scvi-tools `SCVI` (Lopez et al. 2018), the standard VAE for scRNA-seq counts,
+and PCA of log-normalised counts as the floor.
+
+Data: 10X PBMC, the 2,000 most variable genes (`shared/data/singlecell/10X_PBMC_top2000.h5`,
+HDF5 datasets `X`, cells x genes integer counts stored as float, and `Y`, 8 cell-type
+labels; 4,271 cells), given to every method as a sparse CSR AnnData of raw counts.
+
+For each seed and likelihood (nb, zinb) both VAEs are fitted with matched settings:
+n_latent 10, one hidden layer of 128, dropout 0.1, the same number of epochs (every epoch
+runs: no early stopping), batch size 128, Adam lr 1e-3, a 10% validation split
+(scVI: train_size 0.9), on the CPU with the same number of torch threads. What is not
+matched is each tool's own default, what a user gets without tuning: scVI ramps its KL
+weight from 0 to 1 over 400 epochs (`n_epochs_kl_warmup`, so over the whole default run)
+and runs no validation pass; ours ramps β from 0 to 1 over the first quarter of the epochs
+(`warmup_epochs`) and validates every epoch.
+
+Measured per fit: wall seconds of the fit (ours: `bsc.tl.fit`; scVI: `setup_anndata` +
+`SCVI(...)` + `train`), then k-means (k = 8, seeded) on the posterior means
+(`bsc.tl.encode`; `get_latent_representation()`), scored against `Y` by ARI and NMI with
+the same metric function for every method. PCA: 50 PCs of log1p(counts normalised to
+1e4 per cell), `sc.pp.normalize_total` / `log1p` / `pca`; its k-means uses the same seeds.
+
+Goals, per likelihood, from seed means: ARI(ours) >= ARI(scVI), ARI(ours) >= ARI(PCA),
+and wall(ours) <= 0.5 x wall(scVI). The exit code is 0 either way.
+
+    python benchmarks/singlecell_vs_scvi.py                     # 400 epochs, seeds 0,1,2, nb+zinb
+    python benchmarks/singlecell_vs_scvi.py --quick             # 50 epochs, seed 0: smoke run
+    python benchmarks/singlecell_vs_scvi.py --epochs 100 --seeds 0,1 --likelihoods nb \\
+        --json runs/sc_vs_scvi.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+GOAL_TIME = 0.5
+
+
+def shared_data_dir() -> Path:
+    """`shared/data` beside the repository root; exit with a message when it is absent."""
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        sys.exit(f"error: the shared data directory {path} is absent; this benchmark needs "
+                 f"the single-cell files under {path / 'singlecell'}.")
+    return path
+
+
+def need_file(path: Path) -> Path:
+    if not path.is_file():
+        sys.exit(f"error: the data file {path} is absent.")
+    return path
+
+
+def int_list(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s.strip()]
+
+
+def str_list(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+# ---------------------------------------------------------------- environment and logging
+
+
+def quiet_libraries() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("scvi", "lightning", "lightning.pytorch", "pytorch_lightning",
+                 "lightning.fabric", "anndata", "scanpy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def scvi_version() -> str | None:
+    try:
+        import scvi
+    except Exception:  # noqa: BLE001 - any import failure means "not available"
+        return None
+    return scvi.__version__
+
+
+def machine_line(threads: int) -> str:
+    import torch
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"Machine: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}; "
+            f"scvi-tools {scvi_version() or 'not installed'}; Python "
+            f"{platform.python_version()}; {threads} torch threads; CPU; 1-min load {load:.2f}")
+
+
+def load_avg() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+# ---------------------------------------------------------------- metrics (same for all)
+
+
+def _local_clustering_scores(z, labels, n_clusters: int, seed: int = 0) -> dict:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    pred = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(
+        np.asarray(z, dtype=np.float64))
+    return {"ari": float(adjusted_rand_score(labels, pred)),
+            "nmi": float(normalized_mutual_info_score(labels, pred))}
+
+
+def clustering_metric() -> tuple[Callable[..., dict], str]:
+    """`betavae_singlecell.metrics.clustering_scores`, or a local k-means stand-in."""
+    try:
+        from betavae_singlecell import metrics
+
+        return metrics.clustering_scores, "betavae_singlecell.metrics.clustering_scores"
+    except (ImportError, AttributeError):
+        return _local_clustering_scores, "local k-means + sklearn ARI/NMI (fallback)"
+
+
+# ---------------------------------------------------------------- the three methods
+
+
+def fit_ours(adata, likelihood: str, epochs: int, seed: int, batch_size: int,
+             batch_key: str | None = None) -> tuple[np.ndarray, float]:
+    """Wall seconds of `bsc.tl.fit` and the posterior means from `bsc.tl.encode`."""
+    import betavae_singlecell as bsc
+
+    ad = adata.copy()
+    start = time.perf_counter()
+    model = bsc.tl.fit(ad, likelihood=likelihood, beta=1.0, n_latent=10, batch_key=batch_key,
+                       epochs=epochs, batch_size=batch_size, seed=seed,
+                       key_added="X_betavae", progress=False)
+    wall = time.perf_counter() - start
+    z = np.asarray(bsc.tl.encode(model, ad))
+    if "X_betavae" not in ad.obsm:
+        print("warning: bsc.tl.fit did not write adata.obsm['X_betavae']", file=sys.stderr)
+    elif not np.allclose(np.asarray(ad.obsm["X_betavae"]), z, atol=1e-4):
+        print("warning: adata.obsm['X_betavae'] differs from bsc.tl.encode(model, adata)",
+              file=sys.stderr)
+    return z, wall
+
+
+def fit_scvi(adata, likelihood: str, epochs: int, seed: int, batch_size: int,
+             batch_key: str | None = None) -> tuple[np.ndarray, float]:
+    """Wall seconds of setup_anndata + SCVI(...) + train, and get_latent_representation()."""
+    import scvi
+
+    quiet_libraries()
+    scvi.settings.verbosity = logging.ERROR
+    scvi.settings.seed = seed
+    ad = adata.copy()
+    start = time.perf_counter()
+    scvi.model.SCVI.setup_anndata(ad, batch_key=batch_key)
+    model = scvi.model.SCVI(ad, n_latent=10, n_hidden=128, n_layers=1, dropout_rate=0.1,
+                            gene_likelihood=likelihood)
+    model.train(max_epochs=epochs, accelerator="cpu", devices=1, train_size=0.9,
+                batch_size=batch_size, early_stopping=False, enable_progress_bar=False,
+                enable_model_summary=False, logger=False)
+    wall = time.perf_counter() - start
+    return np.asarray(model.get_latent_representation()), wall
+
+
+def pca_latent(adata, n_comps: int = 50) -> tuple[np.ndarray, float]:
+    """50 PCs of log1p(counts normalised to 1e4 per cell); deterministic (random_state 0)."""
+    import scanpy as sc
+
+    ad = adata.copy()
+    start = time.perf_counter()
+    sc.pp.normalize_total(ad, target_sum=1e4)
+    sc.pp.log1p(ad)
+    sc.pp.pca(ad, n_comps=n_comps, random_state=0)
+    return np.asarray(ad.obsm["X_pca"]), time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    vals = [float(v) for v in values]
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def fmt(values: Sequence[float], digits: int = 3) -> str:
+    m, s = mean_sd(values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+            for r in rows]
+    return "\n".join([line, rule, *body])
+
+
+def pick(rows: list[dict], method: str, likelihood: str | None, key: str) -> list[float]:
+    return [r[key] for r in rows
+            if r["method"] == method and (likelihood is None or r["likelihood"] == likelihood)]
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+# ---------------------------------------------------------------- main
+
+
+def load_pbmc():
+    import anndata
+    import h5py
+    import scipy.sparse as sp
+
+    path = need_file(shared_data_dir() / "singlecell" / "10X_PBMC_top2000.h5")
+    with h5py.File(path, "r") as f:
+        x = np.asarray(f["X"][:], dtype=np.float32)
+        y = np.asarray(f["Y"][:]).astype(int).ravel()
+    if not np.array_equal(x, np.round(x)) or x.min() < 0:
+        sys.exit(f"error: {path}: X is not non-negative integer counts.")
+    adata = anndata.AnnData(X=sp.csr_matrix(x))
+    adata.obs_names = [f"cell{i}" for i in range(x.shape[0])]
+    adata.var_names = [f"gene{j}" for j in range(x.shape[1])]
+    adata.obs["label"] = y.astype(str)
+    return adata, y
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=400, help="epochs for both VAEs (default 400)")
+    p.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma list (0,1,2)")
+    p.add_argument("--likelihoods", type=str_list, default=["nb", "zinb"],
+                   help="comma list of nb, zinb (default both)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2, help="torch threads for both (2)")
+    p.add_argument("--methods", type=str_list, default=["ours", "scvi"],
+                   help="VAEs to run (ours,scvi); PCA always runs")
+    p.add_argument("--quick", action="store_true", help="smoke run: 50 epochs, seed 0")
+    p.add_argument("--json", type=Path, default=None, help="write per-seed rows here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.epochs, args.seeds = 50, args.seeds[:1]
+    bad = set(args.likelihoods) - {"nb", "zinb"}
+    if bad:
+        p.error(f"unknown likelihoods {sorted(bad)}; use nb, zinb")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    quiet_libraries()
+    torch.set_num_threads(args.threads)
+    adata, labels = load_pbmc()
+    k = int(np.unique(labels).size)
+    score, score_name = clustering_metric()
+    methods = list(args.methods)
+    if "scvi" in methods and scvi_version() is None:
+        print("scvi-tools is not installed: comparing against PCA only", file=sys.stderr)
+        methods.remove("scvi")
+    fitters = {"ours": fit_ours, "scvi": fit_scvi}
+    print(machine_line(args.threads))
+    print(f"Data: PBMC {adata.n_obs} cells x {adata.n_vars} genes, {k} labels; epochs "
+          f"{args.epochs}, seeds {args.seeds}, batch size {args.batch_size}; metric "
+          f"{score_name}, k-means k = {k}")
+    load_before = load_avg()
+
+    rows: list[dict] = []
+    z_pca, t_pca = pca_latent(adata)
+    for seed in args.seeds:
+        s = score(z_pca, labels, n_clusters=k, seed=seed)
+        rows.append({"method": "PCA", "likelihood": "-", "seed": seed, "ari": s["ari"],
+                     "nmi": s["nmi"], "wall_s": t_pca, "epochs": 0})
+    order = 0
+    for lik in args.likelihoods:
+        for seed in args.seeds:
+            # alternate which VAE goes first, so a drift in machine load hits both
+            seq = methods if order % 2 == 0 else methods[::-1]
+            order += 1
+            for method in seq:
+                z, wall = fitters[method](adata, lik, args.epochs, seed, args.batch_size)
+                s = score(z, labels, n_clusters=k, seed=seed)
+                row = {"method": method, "likelihood": lik, "seed": seed, "ari": s["ari"],
+                       "nmi": s["nmi"], "wall_s": wall, "epochs": args.epochs,
+                       "load_1min": load_avg()}
+                rows.append(row)
+                print(f"  {method:<5} {lik:<4} seed {seed}: ARI {s['ari']:.3f} "
+                      f"NMI {s['nmi']:.3f} wall {wall:.1f} s", file=sys.stderr, flush=True)
+
+    names = {"ours": "betavae_singlecell", "scvi": "scVI", "PCA": "PCA (50 PCs)"}
+    out = []
+    for method, lik in [("PCA", None)] + [(m, lk) for lk in args.likelihoods for m in methods]:
+        sel = [r for r in rows if r["method"] == method
+               and (lik is None or r["likelihood"] == lik)]
+        out.append([names[method], lik or "-", str(len(sel)),
+                    fmt([r["ari"] for r in sel]), fmt([r["nmi"] for r in sel]),
+                    fmt([r["wall_s"] for r in sel], 1)])
+    print()
+    print(table(["method", "likelihood", "seeds", "ARI", "NMI", "fit wall s"], out))
+
+    if "ours" in methods:
+        ratio_rows = []
+        ari_pca = statistics.fmean(pick(rows, "PCA", None, "ari"))
+        for lik in args.likelihoods:
+            ari_o = statistics.fmean(pick(rows, "ours", lik, "ari"))
+            t_o = statistics.fmean(pick(rows, "ours", lik, "wall_s"))
+            r_pca = ari_o / ari_pca
+            if "scvi" in methods:
+                ari_s = statistics.fmean(pick(rows, "scvi", lik, "ari"))
+                t_s = statistics.fmean(pick(rows, "scvi", lik, "wall_s"))
+                r_ari, r_t = ari_o / ari_s, t_o / t_s
+                ratio_rows.append([lik, f"{r_ari:.3f}", verdict(r_ari >= 1.0), f"{r_t:.3f}",
+                                   verdict(r_t <= GOAL_TIME), f"{r_pca:.3f}",
+                                   verdict(r_pca >= 1.0)])
+            else:
+                ratio_rows.append([lik, "-", "-", "-", "-", f"{r_pca:.3f}",
+                                   verdict(r_pca >= 1.0)])
+        print()
+        print(table(["likelihood", "ARI ours/scVI", "goal >= 1", "time ours/scVI",
+                     f"goal <= {GOAL_TIME}", "ARI ours/PCA", "goal >= 1"], ratio_rows))
+    print(f"\n1-min load average {load_before:.2f} before, {load_avg():.2f} after; "
+          f"PCA (normalise + log1p + 50 PCs) took {t_pca:.1f} s")
+
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"benchmark": "singlecell_vs_scvi", "machine": machine_line(args.threads),
+                   "scvi_tools": scvi_version(), "epochs": args.epochs, "seeds": args.seeds,
+                   "likelihoods": args.likelihoods, "metric": score_name, "rows": rows}
+        args.json.write_text(json.dumps(payload, indent=2))
+        print(f"per-seed rows written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
