@@ -39,7 +39,8 @@ def batches(n: int, batch_size: int):
         yield slice(start, min(n, start + batch_size))
 
 
-def _batch(data: DomainData, sl: slice | torch.Tensor, device: torch.device):
+def minibatch(data: DomainData, sl: slice | torch.Tensor, device: torch.device):
+    """(x, covariates, context) of the items at `sl`, dense and on `device`."""
     x = data.x[sl].to(device)
     cov = None if data.covariates is None else data.covariates[sl].to(device)
     ctx = {k: v[sl].to(device) for k, v in data.context.items()} or None
@@ -55,7 +56,7 @@ def encode(
     model.eval()
     mus, logvars = [], []
     for sl in batches(len(data), batch_size):
-        x, cov, _ = _batch(data, sl, model.device)
+        x, cov, _ = minibatch(data, sl, model.device)
         enc = model.encode(x, cov)
         mus.append(enc.mu.cpu())
         logvars.append(enc.logvar.cpu())
@@ -75,7 +76,7 @@ def evaluate_terms(
     with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
         torch.manual_seed(seed)
         for sl in batches(len(data), batch_size):
-            x, cov, ctx = _batch(data, sl, model.device)
+            x, cov, ctx = minibatch(data, sl, model.device)
             record = model(x, cov, ctx)
             distortion += float(record.distortion.double().sum())
             kl += record.kl_per_dim.double().sum(dim=0).cpu()

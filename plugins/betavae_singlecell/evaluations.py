@@ -29,7 +29,7 @@ from betavae_core.data import DomainData
 from betavae_core.errors import ConfigError
 from betavae_core.generate import sample
 from betavae_core.model import BetaVAE
-from betavae_core.posterior import batches, encode, evaluate_terms
+from betavae_core.posterior import batches, encode, evaluate_terms, minibatch
 from betavae_core.registry import Evaluation
 from betavae_core.results import EvaluationResult
 
@@ -299,13 +299,6 @@ def _category_colours(k: int) -> list:
 # ----------------------------------------------------------------- singlecell_heldout
 
 
-def _batch(data: DomainData, sl: slice, device: torch.device):
-    x = data.x[sl].to(device)
-    cov = None if data.covariates is None else data.covariates[sl].to(device)
-    ctx = {k: v[sl].to(device) for k, v in data.context.items()} or None
-    return x, cov, ctx
-
-
 @torch.no_grad()
 def importance_weighted_nll(
     model: BetaVAE, data: DomainData, n_samples: int = 20, batch_size: int = 256,
@@ -328,7 +321,7 @@ def importance_weighted_nll(
     nll, neg_elbo = [], []
     try:
         for sl in batches(len(data), batch_size):
-            x, cov, ctx = _batch(data, sl, model.device)
+            x, cov, ctx = minibatch(data, sl, model.device)
             enc = model.encode(x, cov)
             std = torch.exp(0.5 * enc.logvar)
             q = torch.distributions.Normal(enc.mu, std)
