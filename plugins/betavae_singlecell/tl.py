@@ -103,7 +103,10 @@ def fit(
     config["data"]["attrs"]["batch_counts"] = _batch_counts(data)
     model = SingleCellModel(result.model, config)
     target = adata.copy() if copy else adata
-    z = encode(model, target, layer=layer, key_added=None)
+    if len(kept) == adata.n_obs:  # every cell was fit: encode them without a second scan
+        z = core_encode(result.model, data)[0].astype(np.float32)
+    else:
+        z = encode(model, target, layer=layer, key_added=None)
     labels = None if label_key is None else data.metadata[label_key]
     model.record = _record(result, None if labels is None else z[kept], labels, key_added)
     target.obsm[key_added] = z
