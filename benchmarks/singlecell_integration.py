@@ -35,7 +35,6 @@ iLISI(ours) >= iLISI(scVI), wall(ours) <= 0.5 x wall(scVI). The exit code is 0 e
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from collections.abc import Callable
@@ -52,6 +51,7 @@ from singlecell_vs_scvi import (
     load_avg,
     machine_line,
     need_file,
+    payload,
     pca_latent,
     pick,
     quiet_libraries,
@@ -60,6 +60,7 @@ from singlecell_vs_scvi import (
     str_list,
     table,
     verdict,
+    write_json,
 )
 
 BATCHES = ("celseq2", "dropseq")
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
           f"of {n_joined} shared expressed genes), {k} cell lines; epochs {args.epochs}, "
           f"seeds {args.seeds}; metrics {score_name}, {batch_name}")
     load_before = load_avg()
+    extra = {"hvg": flavor, "metrics": [score_name, batch_name]}
 
     def scores(z: np.ndarray, seed: int) -> dict:
         s = score(z, labels, n_clusters=k, seed=seed)
@@ -224,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"method": method, "likelihood": lik, "seed": seed, **scores(z, seed),
                        "wall_s": wall, "epochs": args.epochs, "load_1min": load_avg()}
                 rows.append(row)
+                if args.json:  # after every fit, so an interrupted run keeps what it measured
+                    write_json(args.json, payload(args, rows, extra, complete=False))
                 print(f"  {method:<5} {lik:<4} seed {seed}: ARI {row['ari']:.3f} "
                       f"NMI {row['nmi']:.3f} batch-sil {row['batch_sil']:.3f} "
                       f"iLISI {row['ilisi']:.3f} wall {wall:.1f} s", file=sys.stderr,
@@ -268,12 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n1-min load average {load_before:.2f} before, {load_avg():.2f} after")
 
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"benchmark": "singlecell_integration", "machine": machine_line(args.threads),
-                   "scvi_tools": scvi_version(), "epochs": args.epochs, "seeds": args.seeds,
-                   "likelihoods": args.likelihoods, "hvg": flavor,
-                   "metrics": [score_name, batch_name], "rows": rows}
-        args.json.write_text(json.dumps(payload, indent=2))
+        write_json(args.json, payload(args, rows, extra, complete=True))
         print(f"per-seed rows written to {args.json}")
     return 0
 

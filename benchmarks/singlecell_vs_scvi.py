@@ -226,6 +226,20 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def payload(args: argparse.Namespace, rows: list[dict], extra: dict, complete: bool) -> dict:
+    """What --json holds: the settings, the machine, every per-seed row so far."""
+    return {"benchmark": Path(sys.argv[0]).stem, "machine": machine_line(args.threads),
+            "scvi_tools": scvi_version(), "epochs": args.epochs, "seeds": args.seeds,
+            "likelihoods": args.likelihoods, **extra, "complete": complete, "rows": rows}
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -287,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.epochs}, seeds {args.seeds}, batch size {args.batch_size}; metric "
           f"{score_name}, k-means k = {k}")
     load_before = load_avg()
+    extra = {"metric": score_name}
 
     rows: list[dict] = []
     z_pca, t_pca = pca_latent(adata)
@@ -307,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                        "nmi": s["nmi"], "wall_s": wall, "epochs": args.epochs,
                        "load_1min": load_avg()}
                 rows.append(row)
+                if args.json:  # after every fit, so an interrupted run keeps what it measured
+                    write_json(args.json, payload(args, rows, extra, complete=False))
                 print(f"  {method:<5} {lik:<4} seed {seed}: ARI {s['ari']:.3f} "
                       f"NMI {s['nmi']:.3f} wall {wall:.1f} s", file=sys.stderr, flush=True)
 
@@ -345,11 +362,7 @@ def main(argv: list[str] | None = None) -> int:
           f"PCA (normalise + log1p + 50 PCs) took {t_pca:.1f} s")
 
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"benchmark": "singlecell_vs_scvi", "machine": machine_line(args.threads),
-                   "scvi_tools": scvi_version(), "epochs": args.epochs, "seeds": args.seeds,
-                   "likelihoods": args.likelihoods, "metric": score_name, "rows": rows}
-        args.json.write_text(json.dumps(payload, indent=2))
+        write_json(args.json, payload(args, rows, extra, complete=True))
         print(f"per-seed rows written to {args.json}")
     return 0
 
