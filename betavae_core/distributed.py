@@ -8,6 +8,7 @@ only rank 0 writes files.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -52,6 +53,16 @@ def all_sum(values: torch.Tensor, world: World) -> torch.Tensor:
     return values
 
 
-def teardown(world: World) -> None:
-    if world.active and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(world: World, synchronise: bool = True) -> None:
+    """Leave the process group while the interpreter is fully alive.
+
+    After a normal finish every rank first waits at a barrier, so no rank destroys its
+    group while another still talks to it. The group is then released explicitly and
+    collected: gloo's worker threads left to interpreter shutdown can abort the process.
+    """
+    if not (world.active and dist.is_initialized()):
+        return
+    if synchronise:
+        dist.barrier()
+    dist.destroy_process_group()
+    gc.collect()

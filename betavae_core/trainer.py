@@ -184,11 +184,14 @@ def fit(
     loop = _Loop(model, optimiser, objective, train, data, train_idx, val_idx, world, run)
     if state is not None:
         loop.restore(state, run.dir)
+    finished = False
     try:
         with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
             loop.run()
+        finished = True
     finally:
-        distributed.teardown(world)
+        loop.forward = model  # drop the DDP wrapper: it holds the process group alive
+        distributed.teardown(world, synchronise=finished)
     model.load_state_dict(loop.best_state)
     model.eval()
     report = loop.final_report()
