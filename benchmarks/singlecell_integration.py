@@ -35,6 +35,7 @@ iLISI(ours) >= iLISI(scVI), wall(ours) <= 0.5 x wall(scVI). The exit code is 0 e
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 from collections.abc import Callable
@@ -168,6 +169,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-top-genes", type=int, default=2000)
     p.add_argument("--methods", type=str_list, default=["ours", "scvi"],
                    help="VAEs to run (ours,scvi); PCA always runs")
+    p.add_argument("--beta", type=float, default=1.0, help="our β (scVI has none); 1")
+    p.add_argument("--keep", choices=["best", "last"], default=None,
+                   help="our kept weights (default: bsc.tl.fit's, last without patience)")
     p.add_argument("--quick", action="store_true", help="smoke run: 50 epochs, seed 0")
     p.add_argument("--json", type=Path, default=None, help="write per-seed rows here")
     args = p.parse_args(argv)
@@ -214,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         rows.append({"method": "PCA", "likelihood": "-", "seed": seed, **scores(z_pca, seed),
                      "wall_s": t_pca, "epochs": 0})
-    fitters = {"ours": fit_ours, "scvi": fit_scvi}
+    fitters = {"ours": functools.partial(fit_ours, beta=args.beta, keep=args.keep),
+               "scvi": fit_scvi}
     order = 0
     for lik in args.likelihoods:
         for seed in args.seeds:

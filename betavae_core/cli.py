@@ -146,7 +146,12 @@ def _training_options(func):
         click.option("--lr", type=float, default=1e-3, show_default=True),
         click.option("--val-fraction", type=float, default=0.1, show_default=True),
         click.option("--patience", type=int, default=10, show_default=True,
-                     help="Early stopping patience on validation ELBO (0: off)."),
+                     help="Early stopping patience, in epochs after the beta warm-up, on "
+                          "the validation objective (0: off)."),
+        click.option("--keep", type=click.Choice(["best", "last"]), default="best",
+                     show_default=True,
+                     help="Weights to keep: the best validation epoch after the warm-up, "
+                          "or the last epoch."),
         click.option("--grad-clip", type=float, default=10.0, show_default=True,
                      help="Gradient norm clip (0: off)."),
         click.option("--seed", type=int, default=0, show_default=True),
@@ -189,7 +194,7 @@ def _configs(kw: dict[str, Any], data) -> tuple[Any, Any, Any]:
     )
     train = TrainConfig(
         epochs=kw["epochs"], batch_size=kw["batch_size"], lr=kw["lr"],
-        val_fraction=kw["val_fraction"], patience=kw["patience"] or None,
+        val_fraction=kw["val_fraction"], patience=kw["patience"] or None, keep=kw["keep"],
         grad_clip=kw["grad_clip"] or None, seed=kw["seed"],
         checkpoint_every=kw["checkpoint_every"], device=kw["device"], threads=kw["threads"],
         progress=not kw["quiet"],

@@ -73,17 +73,38 @@ class Objective:
             return None
         return self.capacity * min(1.0, t / self.capacity_epochs)
 
+    def settled_at(self, t: float) -> bool:
+        """Whether the schedule has reached the objective asked for (beta, capacity).
+
+        Before that (warm-up, a cycle's ramp, a rising capacity) the loss weighs rate
+        less than asked, so a model from then is not the one the user wants to keep.
+        """
+        if self.capacity is not None:
+            return t >= self.capacity_epochs
+        return self.beta_at(t) >= self.beta
+
     def loss(self, record: LossRecord, t: float) -> torch.Tensor:
         """Scalar loss for one minibatch (means over items)."""
-        distortion = record.distortion.mean()
-        kl_dims = record.kl_per_dim.mean(dim=0)
+        return self._combine(record.distortion.mean(), record.kl_per_dim.mean(dim=0),
+                             self.beta_at(t), self.capacity_at(t))
+
+    def target_value(self, distortion: float, kl_per_dim: Any) -> float:
+        """The settled objective for mean distortion and KL per dimension (nats).
+
+        It ranks validation epochs for the weights a fit keeps: the ELBO when beta = 1.
+        """
+        kl = torch.as_tensor(kl_per_dim, dtype=torch.float64)
+        d = torch.tensor(float(distortion), dtype=torch.float64)
+        return float(self._combine(d, kl, self.beta, self.capacity))
+
+    def _combine(self, distortion: torch.Tensor, kl_dims: torch.Tensor, beta: float,
+                 capacity: float | None) -> torch.Tensor:
         if self.free_bits > 0:
             kl_dims = torch.clamp(kl_dims, min=self.free_bits)
         rate = kl_dims.sum()
-        capacity = self.capacity_at(t)
         if capacity is not None:
             return distortion + self.gamma * (rate - capacity).abs()
-        return distortion + self.beta_at(t) * rate
+        return distortion + beta * rate
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

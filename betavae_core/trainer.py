@@ -25,10 +25,20 @@ from .objective import Objective
 from .posterior import Terms, evaluate_terms
 from .rows import RowSource, check_in_chunks, steady_memory
 
+# Which weights a fit returns: those of the best validation epoch once the schedule has
+# settled (early stopping's choice), or those of the last epoch (a fixed training length).
+KEEP = ("best", "last")
+
 
 @dataclass
 class TrainConfig:
-    """How to fit: epochs, optimiser, split, stopping, checkpoints, device."""
+    """How to fit: epochs, optimiser, split, stopping, kept weights, checkpoints, device.
+
+    Validation epochs are ranked by the objective asked for (distortion + beta * rate at
+    the full beta or capacity), and only once the schedule has reached it: `patience`
+    counts epochs without improvement from then on, and `keep="best"` returns the best
+    of them (the last epoch when the schedule never settles).
+    """
 
     epochs: int = 50
     batch_size: int = 128
@@ -36,6 +46,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     patience: int | None = 10
     min_delta: float = 0.0
+    keep: str = "best"
     grad_clip: float | None = 10.0
     seed: int = 0
     checkpoint_every: int = 1
@@ -54,6 +65,8 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must lie in [0, 1); got {self.val_fraction}.")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be >= 1 (or None); got {self.patience}.")
+        if self.keep not in KEEP:
+            raise ConfigError(f"keep must be one of {KEEP}; got {self.keep!r}.")
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every must be >= 1; got {self.checkpoint_every}.")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -73,13 +86,13 @@ class TrainConfig:
 LARGE_DENSE_BYTES = 1 << 30
 
 # Settings that may change between an interrupted fit and its resumption.
-RESUMABLE_CHANGES = {"epochs", "patience", "min_delta", "checkpoint_every", "device",
+RESUMABLE_CHANGES = {"epochs", "patience", "min_delta", "keep", "checkpoint_every", "device",
                      "threads", "progress"}
 
 
 @dataclass
 class FitResult:
-    """The fitted model (best validation weights), its history and where files went."""
+    """The fitted model (the kept weights, from `best_epoch`), its history and files."""
 
     model: BetaVAE
     history: list[dict[str, Any]]
@@ -272,7 +285,8 @@ class _Run:
 
 
 HISTORY_FIELDS = ["epoch", "beta", "capacity", "lr", "train_rate", "train_distortion",
-                  "train_elbo", "val_rate", "val_distortion", "val_elbo", "seconds"]
+                  "train_elbo", "val_rate", "val_distortion", "val_elbo", "val_objective",
+                  "seconds"]
 
 
 class _Loop:
@@ -292,7 +306,7 @@ class _Loop:
             self.forward = DistributedDataParallel(model, device_ids=ids)
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
-        self.best_elbo = -math.inf
+        self.best_score = math.inf  # the settled objective on validation data; lower wins
         self.best_epoch = -1
         self.bad_epochs = 0
         self.best_state = _copy_state(model)
@@ -304,7 +318,8 @@ class _Loop:
         self.optimiser.load_state_dict(state["optimiser"])
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
-        self.best_elbo = float(state["best_elbo"])
+        # Runs from before the settled objective ranked epochs by the ELBO (beta = 1).
+        self.best_score = float(state.get("best_score", -state.get("best_elbo", -math.inf)))
         self.best_epoch = int(state["best_epoch"])
         self.bad_epochs = int(state["bad_epochs"])
         # The best weights as of this checkpoint (model.safetensors may be newer than it).
@@ -321,7 +336,7 @@ class _Loop:
                 "optimiser": self.optimiser.state_dict(),
                 "epoch": self.epoch,
                 "history": self.history,
-                "best_elbo": self.best_elbo,
+                "best_score": self.best_score,
                 "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs,
             },
@@ -368,28 +383,33 @@ class _Loop:
             val_terms = (evaluate_terms(self.model, self.val_data, seed=_epoch_seed(
                 train.seed, epoch, 1)) if self.val_data is not None else train_terms)
             self.epoch = epoch + 1
+            score = self.objective.target_value(val_terms.distortion, val_terms.kl_per_dim)
             row = {
                 "epoch": self.epoch, "beta": beta, "capacity": capacity,
                 "lr": self.optimiser.param_groups[0]["lr"],
                 **{f"train_{k}": v for k, v in train_terms.as_dict().items()},
                 **{f"val_{k}": v for k, v in val_terms.as_dict().items()},
+                "val_objective": score,
                 "seconds": time.perf_counter() - t0,
             }
             self.history.append(row)
             bar.set_postfix(rate=f"{val_terms.rate:.2f}",
                             distortion=f"{val_terms.distortion:.2f}", beta=f"{beta:.3g}")
-            improved = val_terms.elbo > self.best_elbo + train.min_delta
-            if improved:
-                self.best_elbo, self.best_epoch, self.bad_epochs = val_terms.elbo, self.epoch, 0
-                self.best_state = _copy_state(self.model)
-            else:
-                self.bad_epochs += 1
             last = self.epoch == train.epochs
+            ranked = last or self.objective.settled_at(self.epoch)
+            improved = ranked and score < self.best_score - train.min_delta
+            if improved:
+                self.best_score, self.bad_epochs = score, 0
+            elif ranked:
+                self.bad_epochs += 1
+            kept = improved or (train.keep == "last") or (last and self.best_epoch < 0)
+            if kept:
+                self.best_epoch, self.best_state = self.epoch, _copy_state(self.model)
             stop = train.patience is not None and self.bad_epochs >= train.patience
             checkpoint = self.epoch % train.checkpoint_every == 0 or last or stop
             if checkpoint:
                 self._save_checkpoint()
-            if improved and self.run_files.writes:
+            if kept and self.run_files.writes:
                 self._save_best(copy_last=checkpoint)
             if stop:
                 self.stopped = self._early_stop_message()
@@ -397,8 +417,8 @@ class _Loop:
         bar.close()
 
     def _early_stop_message(self) -> str:
-        return (f"early stop: validation ELBO did not improve for {self.train.patience} "
-                f"epochs")
+        return (f"early stop: the validation objective (distortion + beta * rate) did not "
+                f"improve for {self.train.patience} epochs")
 
     def _train_epoch(self, epoch: int) -> tuple[Terms, float, float | None]:
         train, world = self.train, self.world

@@ -213,6 +213,21 @@ def test_capacity_rises_to_c_and_loss_is_distortion_plus_gamma_abs_gap() -> None
     assert obj.loss(below, 1.0).item() == pytest.approx(5.0 + 50.0 * 1.0)  # C(1) = 2
 
 
+def test_settled_objective_is_the_loss_once_every_schedule_has_run_its_course() -> None:
+    rec = _record([4.0, 6.0], [[1.0, 2.0], [1.0, 2.0]])  # distortion 5, KL (1, 2)
+    cases = [
+        (Objective(beta=3.0), [0.0, 9.0], [True, True]),
+        (Objective(beta=3.0, schedule="warmup", warmup_epochs=4), [3.0, 4.0], [False, True]),
+        (Objective(beta=3.0, schedule="cyclical", cycle_epochs=4), [4.0, 3.0], [False, True]),
+        (Objective(capacity=10.0, capacity_epochs=5, gamma=50.0), [4.0, 5.0], [False, True]),
+    ]
+    for obj, ts, settled in cases:
+        assert [obj.settled_at(t) for t in ts] == settled, obj
+        assert obj.target_value(5.0, [1.0, 2.0]) == pytest.approx(obj.loss(rec, ts[-1]).item())
+    assert Objective(beta=3.0, free_bits=1.5).target_value(5.0, [1.0, 2.0]) == pytest.approx(
+        5.0 + 3.0 * 3.5)
+
+
 def test_free_bits_cut_the_gradient_only_below_the_threshold() -> None:
     n = 4
     kl = torch.tensor([[0.1, 2.0], [0.2, 1.0], [0.0, 3.0], [0.1, 2.0]], requires_grad=True)

@@ -230,6 +230,53 @@ def test_early_stopping_keeps_the_best_not_the_last_weights(tmp_path) -> None:
     assert report["best_epoch"] == 1 and report["epochs_run"] == 2
 
 
+def _worsening_data() -> DomainData:
+    """Sparse training images and all-ones validation images: learning hurts validation."""
+    n = 200
+    _, val_idx = split_indices(n, 0.1, 0)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(n, 16, 16, generator=g) < 0.1).float()
+    x[torch.as_tensor(val_idx)] = 1.0
+    return DomainData(x=x, domain="test", likelihood="bernoulli")
+
+
+def test_epochs_are_ranked_only_once_the_warm_up_has_settled(tmp_path) -> None:
+    # Learning hurts validation here, so epoch 1 (beta = 2/3) has the lowest validation
+    # objective of all; it must not be kept, since the fit asked for beta = 2. Ranking
+    # and patience start at epoch 3, where the warm-up ends.
+    data = _worsening_data()
+    mc = ModelConfig.for_data(data, latent_dim=2, architecture_options=HIDDEN)
+    warm = Objective(beta=2.0, schedule="warmup", warmup_epochs=3)
+    result = fit(data, mc, _tc(20, patience=1, lr=1e-2), warm, out_dir=tmp_path / "w")
+    scores = [r["val_objective"] for r in result.history]
+    for r in result.history:
+        assert r["val_objective"] == pytest.approx(r["val_distortion"] + 2.0 * r["val_rate"])
+    assert int(np.argmin(scores)) == 0  # the unsettled epoch 1 would win
+    ranked = scores[2:]
+    assert result.best_epoch == 3 + int(np.argmin(ranked))
+    first_worse = next(i for i in range(1, len(ranked)) if ranked[i] >= min(ranked[:i]))
+    assert len(result.history) == 3 + first_worse < 20  # patience 1, counted from epoch 3
+    assert result.stopped.startswith("early stop")
+    _assert_same_weights(result.model.state_dict(), _weights(tmp_path / "w" / ckpt.WEIGHTS))
+    # A schedule that never settles within the fit keeps the last epoch.
+    short = fit(data, mc, _tc(2, lr=1e-2), warm)
+    assert short.best_epoch == 2
+
+
+def test_keep_last_returns_the_last_epoch_even_when_validation_worsens(tmp_path) -> None:
+    data = _worsening_data()
+    mc = ModelConfig.for_data(data, latent_dim=2, architecture_options=HIDDEN)
+    out = tmp_path / "last"
+    result = fit(data, mc, _tc(3, lr=1e-2, keep="last"), out_dir=out)
+    elbos = [r["val_elbo"] for r in result.history]
+    assert elbos[2] < elbos[0]  # the best would have been epoch 1
+    assert result.best_epoch == 3
+    _assert_same_weights(_weights(out / ckpt.WEIGHTS), _weights(out / ckpt.LAST_WEIGHTS))
+    _assert_same_weights(result.model.state_dict(), _weights(out / ckpt.LAST_WEIGHTS))
+    with pytest.raises(ConfigError, match="keep must be one of"):
+        _tc(3, keep="final")
+
+
 # --- learning -------------------------------------------------------------------------------
 def test_fit_learns_on_shapes() -> None:
     data = _shapes(1500)

@@ -50,6 +50,7 @@ def fit(
     lr: float = 1e-3,
     warmup_epochs: float | None = None,
     patience: int | None = None,
+    keep: str | None = None,
     val_fraction: float = 0.1,
     zeros: str = "drop",
     seed: int = 0,
@@ -73,8 +74,11 @@ def fit(
         label_key: optional `adata.obs` column of cell types, used to generate around a
             type's latent cloud (not used by the fit).
         epochs: default `default_epochs(n_cells)`; `warmup_epochs` ramps β from 0 (default
-            a quarter of the epochs; 0 for a constant β); `patience` stops early on the
-            validation ELBO (default: run all epochs).
+            a quarter of the epochs; 0 for a constant β); `patience` stops early when the
+            validation objective has not improved for that many epochs after the warm-up
+            (default: run all epochs). `keep` chooses the weights returned: "last" (the
+            default without `patience`, as in scvi-tools) or "best" (the best validation
+            epoch after the warm-up; the default with `patience`).
         copy: leave `adata` untouched and write the results into a copy (`model.adata`).
         out_dir: also keep a run directory with checkpoints (`resume=True` continues an
             interrupted fit there) that `betavae evaluate` reads.
@@ -93,7 +97,8 @@ def fit(
         data, latent_dim=n_latent,
         architecture_options={"hidden": [n_hidden] * n_layers, "dropout": dropout})
     train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
-                        patience=patience, seed=seed, device=device, progress=progress)
+                        patience=patience, keep=keep or ("last" if patience is None else "best"),
+                        seed=seed, device=device, progress=progress)
     objective = Objective(beta=beta, schedule="warmup" if warmup > 0 else "constant",
                           warmup_epochs=max(warmup, 1e-6))
     source = {"kind": "anndata", "n_obs": int(adata.n_obs), "layer": layer}
