@@ -54,24 +54,31 @@ def _library(context: dict[str, torch.Tensor] | None, like: torch.Tensor) -> tor
 
 def _nb_log_prob(x: torch.Tensor, log_mu: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
     """log NB(x; mean mu, inverse dispersion theta) per element, without the log-gamma
-    terms (see `_gamma_terms`), computed in log space."""
-    log_theta_mu = torch.logaddexp(log_theta, log_mu)
-    return log_theta.exp() * (log_theta - log_theta_mu) + x * (log_mu - log_theta_mu)
+    terms (see `_gamma_terms`). theta is per gene, so it is exponentiated once, and
+    log(theta + mu) is one pass over the matrix (it cannot overflow: mu is at most the
+    library size and theta at most e^12)."""
+    theta = log_theta.exp()
+    log_theta_mu = torch.log(theta + log_mu.exp())
+    return theta * (log_theta - log_theta_mu) + x * (log_mu - log_theta_mu)
 
 
 def _gamma_terms(x: torch.Tensor, log_theta: torch.Tensor | None) -> torch.Tensor:
     """Per item, the sum of lgamma(x + theta) - lgamma(theta) - lgamma(x + 1) (NB) or of
-    -lgamma(x + 1) (Poisson). Each is zero where x = 0, so only the non-zero counts,
-    about a tenth of a typical matrix, are evaluated: log-gamma and its derivative are
-    the costliest part of a minibatch."""
-    rows, cols = torch.nonzero(x, as_tuple=True)
+    -lgamma(x + 1) (Poisson), with theta per gene. Each is zero where x = 0, so only the
+    non-zero counts, about a tenth of a typical matrix, are evaluated (log-gamma and its
+    derivative are the costliest part of a minibatch), and the lgamma(theta) terms are
+    one product of the non-zero pattern with the genes' lgamma(theta)."""
+    nonzero = x != 0
+    rows, cols = torch.nonzero(nonzero, as_tuple=True)
     xv = x[rows, cols]
     terms = -torch.lgamma(xv + 1.0)
     if log_theta is not None:
-        theta = log_theta.exp()[rows, cols]
-        terms = terms + torch.lgamma(xv + theta) - torch.lgamma(theta)
-    out = torch.zeros(x.shape[0], dtype=terms.dtype, device=x.device)
-    return out.index_add(0, rows, terms)
+        theta = log_theta.exp()
+        terms = terms + torch.lgamma(xv + theta[cols])
+    out = torch.zeros(x.shape[0], dtype=terms.dtype, device=x.device).index_add(0, rows, terms)
+    if log_theta is not None:
+        out = out - nonzero.to(theta.dtype) @ torch.lgamma(theta)
+    return out
 
 
 def _nb_sample(mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -80,12 +87,18 @@ def _nb_sample(mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 
 
 class CountDistribution:
-    """p(x | z) over one cell's genes: log_prob sums over genes (nats per cell)."""
+    """p(x | z) over one cell's genes: log_prob sums over genes (nats per cell).
+
+    `log_mu` and `zi_logits` are (cells, genes); `log_theta` is one value per gene.
+    """
 
     def __init__(self, log_mu: torch.Tensor, log_theta: torch.Tensor | None = None,
                  zi_logits: torch.Tensor | None = None) -> None:
+        if log_theta is not None and tuple(log_theta.shape) != tuple(log_mu.shape[-1:]):
+            raise ValueError(f"log_theta must hold one value per gene, shape "
+                             f"{tuple(log_mu.shape[-1:])}; got {tuple(log_theta.shape)}.")
         self.log_mu = log_mu
-        self.log_theta = None if log_theta is None else log_theta.expand_as(log_mu)
+        self.log_theta = log_theta
         self.zi_logits = zi_logits
 
     def _element_log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,7 +137,7 @@ class CountDistribution:
         if self.log_theta is None:
             counts = torch.poisson(mu)
         else:
-            counts = _nb_sample(mu, self.log_theta.exp())
+            counts = _nb_sample(mu, self.log_theta.exp().expand_as(mu))
         if self.zi_logits is not None:
             dropped = torch.rand_like(mu) < torch.sigmoid(self.zi_logits)
             counts = counts.masked_fill(dropped, 0.0)
