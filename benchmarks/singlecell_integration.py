@@ -170,6 +170,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", type=str_list, default=["ours", "scvi"],
                    help="VAEs to run (ours,scvi); PCA always runs")
     p.add_argument("--beta", type=float, default=1.0, help="our β (scVI has none); 1")
+    p.add_argument("--warmup-epochs", type=float, default=None,
+                   help="our β warm-up (default: bsc.tl.fit's, a quarter of the epochs; "
+                        "400 is scVI's n_epochs_kl_warmup)")
     p.add_argument("--keep", choices=["best", "last"], default=None,
                    help="our kept weights (default: bsc.tl.fit's, last without patience)")
     p.add_argument("--quick", action="store_true", help="smoke run: 50 epochs, seed 0")
@@ -218,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         rows.append({"method": "PCA", "likelihood": "-", "seed": seed, **scores(z_pca, seed),
                      "wall_s": t_pca, "epochs": 0})
-    fitters = {"ours": functools.partial(fit_ours, beta=args.beta, keep=args.keep),
+    fitters = {"ours": functools.partial(fit_ours, beta=args.beta, keep=args.keep,
+                                         warmup_epochs=args.warmup_epochs),
                "scvi": fit_scvi}
     order = 0
     for lik in args.likelihoods:

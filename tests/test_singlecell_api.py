@@ -50,6 +50,8 @@ def test_fit_writes_only_the_documented_keys(fitted):
     assert len(uns["rate_per_dim"]) == 6
     assert uns["rate"] == pytest.approx(float(np.sum(uns["rate_per_dim"])))
     assert len(uns["history"]["epoch"]) == 30
+    # No patience: a fixed-length fit keeps its last epoch, as scvi-tools does.
+    assert uns["params"]["best_epoch"] == 30 and model.config["train"]["keep"] == "last"
 
 
 def test_latent_keeps_types_apart_and_mixes_batches(fitted):
