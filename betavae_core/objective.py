@@ -81,6 +81,9 @@ class Objective:
         """
         if self.capacity is not None:
             return t >= self.capacity_epochs
+        if self.schedule == "cyclical":  # a cycle's end closes its hold phase
+            phase = ((t % self.cycle_epochs) or self.cycle_epochs) / self.cycle_epochs
+            return phase >= self.cycle_ramp
         return self.beta_at(t) >= self.beta
 
     def loss(self, record: LossRecord, t: float) -> torch.Tensor:

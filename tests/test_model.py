@@ -218,12 +218,17 @@ def test_settled_objective_is_the_loss_once_every_schedule_has_run_its_course() 
     cases = [
         (Objective(beta=3.0), [0.0, 9.0], [True, True]),
         (Objective(beta=3.0, schedule="warmup", warmup_epochs=4), [3.0, 4.0], [False, True]),
-        (Objective(beta=3.0, schedule="cyclical", cycle_epochs=4), [4.0, 3.0], [False, True]),
+        (Objective(beta=3.0, schedule="cyclical", cycle_epochs=4), [1.0, 3.0], [False, True]),
+        (Objective(beta=3.0, schedule="cyclical", cycle_epochs=1), [1.0, 2.0], [True, True]),
+        (Objective(beta=3.0, schedule="cyclical", cycle_epochs=4), [5.0, 8.0], [False, True]),
         (Objective(capacity=10.0, capacity_epochs=5, gamma=50.0), [4.0, 5.0], [False, True]),
     ]
     for obj, ts, settled in cases:
         assert [obj.settled_at(t) for t in ts] == settled, obj
-        assert obj.target_value(5.0, [1.0, 2.0]) == pytest.approx(obj.loss(rec, ts[-1]).item())
+        full = 5.0 + (50.0 * 7.0 if obj.capacity else 3.0 * 3.0)  # rate 3, C = 10
+        assert obj.target_value(5.0, [1.0, 2.0]) == pytest.approx(full)
+        if obj.schedule != "cyclical":  # (a cyclical schedule restarts at a cycle's end)
+            assert obj.loss(rec, ts[-1]).item() == pytest.approx(full)
     assert Objective(beta=3.0, free_bits=1.5).target_value(5.0, [1.0, 2.0]) == pytest.approx(
         5.0 + 3.0 * 3.5)
 
