@@ -35,20 +35,17 @@ iLISI(ours) >= iLISI(scVI), wall(ours) <= 0.5 x wall(scVI). The exit code is 0 e
 from __future__ import annotations
 
 import argparse
-import functools
 import statistics
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from singlecell_vs_scvi import (
     GOAL_TIME,
     clustering_metric,
-    fit_ours,
-    fit_scvi,
+    comparison_args,
+    fitters,
     fmt,
-    int_list,
     load_avg,
     machine_line,
     need_file,
@@ -58,7 +55,6 @@ from singlecell_vs_scvi import (
     quiet_libraries,
     scvi_version,
     shared_data_dir,
-    str_list,
     table,
     verdict,
     write_json,
@@ -159,31 +155,10 @@ def load_cellbench(n_top: int = 2000):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=400, help="epochs for both VAEs (default 400)")
-    p.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma list (0,1,2)")
-    p.add_argument("--likelihoods", type=str_list, default=["nb", "zinb"],
-                   help="comma list of nb, zinb (default both)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--threads", type=int, default=2, help="torch threads for both (2)")
-    p.add_argument("--n-top-genes", type=int, default=2000)
-    p.add_argument("--methods", type=str_list, default=["ours", "scvi"],
-                   help="VAEs to run (ours,scvi); PCA always runs")
-    p.add_argument("--beta", type=float, default=1.0, help="our β (scVI has none); 1")
-    p.add_argument("--warmup-epochs", type=float, default=None,
-                   help="our β warm-up (default: bsc.tl.fit's, a quarter of the epochs; "
-                        "400 is scVI's n_epochs_kl_warmup)")
-    p.add_argument("--keep", choices=["best", "last"], default=None,
-                   help="our kept weights (default: bsc.tl.fit's, last without patience)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 50 epochs, seed 0")
-    p.add_argument("--json", type=Path, default=None, help="write per-seed rows here")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.epochs, args.seeds = 50, args.seeds[:1]
-    bad = set(args.likelihoods) - {"nb", "zinb"}
-    if bad:
-        p.error(f"unknown likelihoods {sorted(bad)}; use nb, zinb")
-    return args
+    def genes(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--n-top-genes", type=int, default=2000)
+
+    return comparison_args(argv, __doc__.split("\n\n")[0], genes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,16 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         rows.append({"method": "PCA", "likelihood": "-", "seed": seed, **scores(z_pca, seed),
                      "wall_s": t_pca, "epochs": 0})
-    fitters = {"ours": functools.partial(fit_ours, beta=args.beta, keep=args.keep,
-                                         warmup_epochs=args.warmup_epochs),
-               "scvi": fit_scvi}
+    fit_with = fitters(args)
     order = 0
     for lik in args.likelihoods:
         for seed in args.seeds:
             seq = methods if order % 2 == 0 else methods[::-1]
             order += 1
             for method in seq:
-                z, wall = fitters[method](adata, lik, args.epochs, seed, args.batch_size,
+                z, wall = fit_with[method](adata, lik, args.epochs, seed, args.batch_size,
                                           batch_key="batch")
                 row = {"method": method, "likelihood": lik, "seed": seed, **scores(z, seed),
                        "wall_s": wall, "epochs": args.epochs, "load_1min": load_avg()}

@@ -268,14 +268,19 @@ def load_pbmc():
     return adata, y
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def comparison_args(argv: list[str] | None, description: str,
+                    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+                    ) -> argparse.Namespace:
+    """The options every ours-vs-scVI script takes (`extra` adds a script's own)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--epochs", type=int, default=400, help="epochs for both VAEs (default 400)")
     p.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="comma list (0,1,2)")
     p.add_argument("--likelihoods", type=str_list, default=["nb", "zinb"],
                    help="comma list of nb, zinb (default both)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=2, help="torch threads for both (2)")
+    if extra is not None:
+        extra(p)
     p.add_argument("--methods", type=str_list, default=["ours", "scvi"],
                    help="VAEs to run (ours,scvi); PCA always runs")
     p.add_argument("--beta", type=float, default=1.0, help="our β (scVI has none); 1")
@@ -295,6 +300,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def fitters(args: argparse.Namespace) -> dict[str, Callable[..., tuple[np.ndarray, float]]]:
+    """Ours with the options given for it, and scVI."""
+    return {"ours": functools.partial(fit_ours, beta=args.beta, keep=args.keep,
+                                      warmup_epochs=args.warmup_epochs),
+            "scvi": fit_scvi}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return comparison_args(argv, __doc__.split("\n\n")[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -308,9 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     if "scvi" in methods and scvi_version() is None:
         print("scvi-tools is not installed: comparing against PCA only", file=sys.stderr)
         methods.remove("scvi")
-    fitters = {"ours": functools.partial(fit_ours, beta=args.beta, keep=args.keep,
-                                         warmup_epochs=args.warmup_epochs),
-               "scvi": fit_scvi}
+    fit_with = fitters(args)
     print(machine_line(args.threads))
     print(f"Data: PBMC {adata.n_obs} cells x {adata.n_vars} genes, {k} labels; epochs "
           f"{args.epochs}, seeds {args.seeds}, batch size {args.batch_size}; metric "
@@ -331,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             seq = methods if order % 2 == 0 else methods[::-1]
             order += 1
             for method in seq:
-                z, wall = fitters[method](adata, lik, args.epochs, seed, args.batch_size)
+                z, wall = fit_with[method](adata, lik, args.epochs, seed, args.batch_size)
                 s = score(z, labels, n_clusters=k, seed=seed)
                 row = {"method": method, "likelihood": lik, "seed": seed, "ari": s["ari"],
                        "nmi": s["nmi"], "wall_s": wall, "epochs": args.epochs,
