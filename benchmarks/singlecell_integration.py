@@ -57,6 +57,7 @@ from singlecell_vs_scvi import (
     shared_data_dir,
     table,
     verdict,
+    warm_up,
     write_json,
 )
 
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"method": "PCA", "likelihood": "-", "seed": seed, **scores(z_pca, seed),
                      "wall_s": t_pca, "epochs": 0})
     fit_with = fitters(args)
+    warm_up(fit_with, methods, adata, args.likelihoods, batch_key="batch")
     order = 0
     for lik in args.likelihoods:
         for seed in args.seeds:
