@@ -110,9 +110,10 @@ class CountDistribution:
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         lp = self._element_log_prob(x)
         if self.zi_logits is not None:
-            log_pi = F.logsigmoid(self.zi_logits)
-            log_keep = F.logsigmoid(-self.zi_logits)
-            lp = torch.where(x == 0, torch.logaddexp(log_pi, log_keep + lp), log_keep + lp)
+            # With s = softplus(logit): log pi = logit - s and log(1 - pi) = -s, so
+            # log p = -s + (logaddexp(logit, log NB(0)) at zeros, log NB(x) elsewhere).
+            zi = self.zi_logits
+            lp = torch.where(x == 0, torch.logaddexp(zi, lp), lp) - F.softplus(zi)
         return lp.sum(dim=-1) + _gamma_terms(x, self.log_theta)
 
     @property
