@@ -1,7 +1,7 @@
 """Run directories and checkpoints: atomic writes, safe loads, config comparison.
 
 A run directory holds `config.json` (how to rebuild the model and what it was fit on),
-`model.safetensors` (the best weights), `history.csv`, `report.json`, and `checkpoint/`
+`model.safetensors` (the kept weights), `history.csv`, `report.json`, and `checkpoint/`
 (the last weights and the trainer state, so an interrupted fit can resume exactly).
 Weights are safetensors; the trainer state is loaded with `weights_only=True`, so no
 checkpoint can run arbitrary code.

@@ -229,7 +229,7 @@ def _load(kw: dict[str, Any]):
 def train(out_dir: str, resume: bool, overwrite: bool, **kw: Any) -> None:
     """Fit a β-VAE to DATA (a dataset name or a path) and write a run directory.
 
-    Writes config.json, model.safetensors (best validation weights), history.csv (per
+    Writes config.json, model.safetensors (the kept weights, see --keep), history.csv (per
     epoch: rate, distortion, ELBO, β in force, KL per latent dimension), report.json and
     checkpoint/ (for --resume). Launch with `torchrun --nproc-per-node N -m
     betavae_core.cli train ...` for data-parallel training.

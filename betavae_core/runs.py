@@ -16,7 +16,7 @@ from .trainer import TrainConfig, split_indices
 
 @dataclass
 class Run:
-    """A fitted run: directory, saved config and the model with its best weights."""
+    """A fitted run: directory, saved config and the model with its kept weights."""
 
     dir: Path
     config: dict[str, Any]
