@@ -80,11 +80,12 @@ def evaluate_run(
         eval_data = data
         described = {"split": "all", **(data_source or {})}
     results = evaluate(run.model, eval_data, names=names, out_dir=run.dir)
-    history = _read_history(run.dir)
-    if history:
-        plots.save_figure(plots.training_history(history), run.dir / PLOTS_DIR / "history.png")
     report_path = run.dir / ckpt.REPORT
     report = ckpt.read_json(report_path) if report_path.exists() else {}
+    history = _read_history(run.dir)
+    if history:
+        figure = plots.training_history(history, kept_epoch=report.get("best_epoch"))
+        plots.save_figure(figure, run.dir / PLOTS_DIR / "history.png")
     previous = report.get("evaluation", {})
     if names and previous.get("data") == described:  # --only: keep the other results
         results = {**previous.get("results", {}), **results}

@@ -86,8 +86,9 @@ def rate_distortion(
     return fig
 
 
-def training_history(history: Sequence[dict]) -> Figure:
-    """Rate and distortion per epoch (train and validation) with beta in force."""
+def training_history(history: Sequence[dict], kept_epoch: int | None = None) -> Figure:
+    """Rate and distortion per epoch (train and validation) with beta in force, and the
+    epoch whose weights the fit kept (`TrainConfig.keep`) marked on both panels."""
     epochs = [r["epoch"] for r in history]
     fig = Figure(figsize=(8.5, 3.2))
     ax_d, ax_r = fig.subplots(1, 2)
@@ -101,6 +102,8 @@ def training_history(history: Sequence[dict]) -> Figure:
     ax_b.plot(epochs, [r["beta"] for r in history], color="grey", ls=":", label="β")
     ax_b.set_ylabel("β in force", color="grey")
     for ax in (ax_d, ax_r):
+        if kept_epoch is not None and kept_epoch > 0:
+            ax.axvline(kept_epoch, color="black", lw=0.8, ls="--", label="kept weights")
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats")
         ax.legend(frameon=False)

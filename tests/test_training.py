@@ -415,3 +415,17 @@ def test_torchrun_two_processes_matches_single_process(tmp_path) -> None:
     single_elbo = single.history[-1]["val_elbo"]
     assert abs(ddp_elbo - single_elbo) <= 0.1 * abs(single_elbo), (ddp_elbo, single_elbo)
     print(f"torchrun fit took {elapsed:.1f} s")
+
+
+def test_history_plot_marks_the_kept_epoch() -> None:
+    from betavae_core import plots
+
+    rows = [{"epoch": e, "beta": 1.0, "train_distortion": 10.0 / e, "val_distortion": 11.0 / e,
+             "train_rate": 1.0 + e, "val_rate": 1.5 + e} for e in (1, 2, 3)]
+    fig = plots.training_history(rows, kept_epoch=2)
+    marks = [line for ax in fig.axes for line in ax.get_lines()
+             if line.get_label() == "kept weights"]
+    assert len(marks) == 2 and all(list(m.get_xdata()) == [2, 2] for m in marks)
+    unmarked = plots.training_history(rows)
+    assert not [line for ax in unmarked.axes for line in ax.get_lines()
+                if line.get_label() == "kept weights"]
