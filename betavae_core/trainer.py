@@ -396,15 +396,7 @@ class _Loop:
             bar.set_postfix(rate=f"{val_terms.rate:.2f}",
                             distortion=f"{val_terms.distortion:.2f}", beta=f"{beta:.3g}")
             last = self.epoch == train.epochs
-            ranked = last or self.objective.settled_at(self.epoch)
-            improved = ranked and score < self.best_score - train.min_delta
-            if improved:
-                self.best_score, self.bad_epochs = score, 0
-            elif ranked:
-                self.bad_epochs += 1
-            kept = improved or (train.keep == "last") or (last and self.best_epoch < 0)
-            if kept:
-                self.best_epoch, self.best_state = self.epoch, _copy_state(self.model)
+            kept = self._rank_epoch(score, last)
             stop = train.patience is not None and self.bad_epochs >= train.patience
             checkpoint = self.epoch % train.checkpoint_every == 0 or last or stop
             if checkpoint:
@@ -415,6 +407,21 @@ class _Loop:
                 self.stopped = self._early_stop_message()
                 break
         bar.close()
+
+    def _rank_epoch(self, score: float, last: bool) -> bool:
+        """Count the epoch for patience and the best score once the schedule has settled
+        (the last epoch always counts); keep its weights if it is the best, or if
+        `keep="last"`. Returns whether they were kept."""
+        ranked = last or self.objective.settled_at(self.epoch)
+        improved = ranked and score < self.best_score - self.train.min_delta
+        if improved:
+            self.best_score, self.bad_epochs = score, 0
+        elif ranked:
+            self.bad_epochs += 1
+        kept = improved or self.train.keep == "last" or (last and self.best_epoch < 0)
+        if kept:
+            self.best_epoch, self.best_state = self.epoch, _copy_state(self.model)
+        return kept
 
     def _early_stop_message(self) -> str:
         return (f"early stop: the validation objective (distortion + beta * rate) did not "
