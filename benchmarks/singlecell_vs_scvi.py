@@ -30,7 +30,7 @@ and wall(ours) <= 0.5 x wall(scVI). The exit code is 0 either way.
 
     python benchmarks/singlecell_vs_scvi.py                     # 400 epochs, seeds 0,1,2, nb+zinb
     python benchmarks/singlecell_vs_scvi.py --quick             # 50 epochs, seed 0: smoke run
-    python benchmarks/singlecell_vs_scvi.py --epochs 100 --likelihoods nb,zinb \
+    python benchmarks/singlecell_vs_scvi.py --epochs 100 --likelihoods nb,zinb \\
         --warmup-epochs 400                                     # the same KL schedule
     python benchmarks/singlecell_vs_scvi.py --epochs 100 --seeds 0,1 --likelihoods nb \\
         --json runs/sc_vs_scvi.json
