@@ -245,8 +245,9 @@ def train(out_dir: str, resume: bool, overwrite: bool, **kw: Any) -> None:
         return
     best = result.report.get("best") or {}
     click.echo(
-        f"fit {data.domain} ({len(data)} items): {result.stopped}; best epoch "
-        f"{result.best_epoch}: validation rate {best.get('val_rate', float('nan')):.3f} nats, "
+        f"fit {data.domain} ({len(data)} items): {result.stopped}; kept epoch "
+        f"{result.best_epoch} ({train_config.keep}): validation rate "
+        f"{best.get('val_rate', float('nan')):.3f} nats, "
         f"distortion {best.get('val_distortion', float('nan')):.3f} nats "
         f"({time.perf_counter() - t0:.1f} s)."
     )
