@@ -53,6 +53,7 @@ from singlecell_vs_scvi import (
     pca_latent,
     pick,
     quiet_libraries,
+    run_fits,
     scvi_version,
     shared_data_dir,
     table,
@@ -199,23 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                      "wall_s": t_pca, "epochs": 0})
     fit_with = fitters(args)
     warm_up(fit_with, methods, adata, args.likelihoods, batch_key="batch")
-    order = 0
-    for lik in args.likelihoods:
-        for seed in args.seeds:
-            seq = methods if order % 2 == 0 else methods[::-1]
-            order += 1
-            for method in seq:
-                z, wall = fit_with[method](adata, lik, args.epochs, seed, args.batch_size,
-                                          batch_key="batch")
-                row = {"method": method, "likelihood": lik, "seed": seed, **scores(z, seed),
-                       "wall_s": wall, "epochs": args.epochs, "load_1min": load_avg()}
-                rows.append(row)
-                if args.json:  # after every fit, so an interrupted run keeps what it measured
-                    write_json(args.json, payload(args, rows, extra, complete=False))
-                print(f"  {method:<5} {lik:<4} seed {seed}: ARI {row['ari']:.3f} "
-                      f"NMI {row['nmi']:.3f} batch-sil {row['batch_sil']:.3f} "
-                      f"iLISI {row['ilisi']:.3f} wall {wall:.1f} s", file=sys.stderr,
-                      flush=True)
+    run_fits(args, fit_with, methods, adata, rows, extra, scores, batch_key="batch")
 
     names = {"ours": "betavae_singlecell", "scvi": "scVI", "PCA": "PCA (uncorrected)"}
     out = []

@@ -320,6 +320,32 @@ def warm_up(fit_with: dict[str, Callable[..., tuple[np.ndarray, float]]], method
             fit_with[method](small, lik, 1, 0, 128, batch_key=batch_key)
 
 
+def run_fits(args: argparse.Namespace, fit_with: dict[str, Callable[..., tuple]],
+             methods: list[str], adata, rows: list[dict], extra: dict,
+             scores: Callable[[np.ndarray, int], dict], batch_key: str | None = None) -> None:
+    """Every likelihood x seed x method fit, appended to `rows` with `scores(z, seed)`.
+
+    Which VAE goes first alternates, so a drift in machine load hits both; with --json
+    the rows are written after every fit, so an interrupted run keeps what it measured.
+    """
+    order = 0
+    for lik in args.likelihoods:
+        for seed in args.seeds:
+            seq = methods if order % 2 == 0 else methods[::-1]
+            order += 1
+            for method in seq:
+                z, wall = fit_with[method](adata, lik, args.epochs, seed, args.batch_size,
+                                          batch_key=batch_key)
+                measured = scores(z, seed)
+                rows.append({"method": method, "likelihood": lik, "seed": seed, **measured,
+                             "wall_s": wall, "epochs": args.epochs, "load_1min": load_avg()})
+                if args.json:
+                    write_json(args.json, payload(args, rows, extra, complete=False))
+                shown = " ".join(f"{k} {v:.3f}" for k, v in measured.items())
+                print(f"  {method:<5} {lik:<4} seed {seed}: {shown} wall {wall:.1f} s",
+                      file=sys.stderr, flush=True)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return comparison_args(argv, __doc__.split("\n\n")[0])
 
@@ -352,23 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         s = score(z_pca, labels, n_clusters=k, seed=seed)
         rows.append({"method": "PCA", "likelihood": "-", "seed": seed, "ari": s["ari"],
                      "nmi": s["nmi"], "wall_s": t_pca, "epochs": 0})
-    order = 0
-    for lik in args.likelihoods:
-        for seed in args.seeds:
-            # alternate which VAE goes first, so a drift in machine load hits both
-            seq = methods if order % 2 == 0 else methods[::-1]
-            order += 1
-            for method in seq:
-                z, wall = fit_with[method](adata, lik, args.epochs, seed, args.batch_size)
-                s = score(z, labels, n_clusters=k, seed=seed)
-                row = {"method": method, "likelihood": lik, "seed": seed, "ari": s["ari"],
-                       "nmi": s["nmi"], "wall_s": wall, "epochs": args.epochs,
-                       "load_1min": load_avg()}
-                rows.append(row)
-                if args.json:  # after every fit, so an interrupted run keeps what it measured
-                    write_json(args.json, payload(args, rows, extra, complete=False))
-                print(f"  {method:<5} {lik:<4} seed {seed}: ARI {s['ari']:.3f} "
-                      f"NMI {s['nmi']:.3f} wall {wall:.1f} s", file=sys.stderr, flush=True)
+
+    def ari_nmi(z: np.ndarray, seed: int) -> dict:
+        measured = score(z, labels, n_clusters=k, seed=seed)
+        return {"ari": measured["ari"], "nmi": measured["nmi"]}
+
+    run_fits(args, fit_with, methods, adata, rows, extra, ari_nmi)
 
     names = {"ours": "betavae_singlecell", "scvi": "scVI", "PCA": "PCA (50 PCs)"}
     out = []
