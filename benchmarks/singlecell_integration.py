@@ -45,9 +45,9 @@ from singlecell_vs_scvi import (
     clustering_metric,
     comparison_args,
     fitters,
-    fmt,
     load_avg,
     machine_line,
+    method_table,
     need_file,
     payload,
     pca_latent,
@@ -202,15 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     warm_up(fit_with, methods, adata, args.likelihoods, batch_key="batch")
     run_fits(args, fit_with, methods, adata, rows, extra, scores, batch_key="batch")
 
-    names = {"ours": "betavae_singlecell", "scvi": "scVI", "PCA": "PCA (uncorrected)"}
-    out = []
-    for method, lik in [("PCA", None)] + [(m, lk) for lk in args.likelihoods for m in methods]:
-        sel = [r for r in rows if r["method"] == method
-               and (lik is None or r["likelihood"] == lik)]
-        out.append([names[method], lik or "-", str(len(sel)),
-                    *(fmt([r[key] for r in sel]) for key in ("ari", "nmi", "batch_sil",
-                                                              "ilisi")),
-                    fmt([r["wall_s"] for r in sel], 1)])
+    out = method_table(rows, methods, args.likelihoods, "PCA (uncorrected)",
+                       ("ari", "nmi", "batch_sil", "ilisi"))
     print()
     print(table(["method", "likelihood", "seeds", "cell-line ARI", "NMI", "batch silhouette",
                  "iLISI (norm.)", "fit wall s"], out))

@@ -346,6 +346,21 @@ def run_fits(args: argparse.Namespace, fit_with: dict[str, Callable[..., tuple]]
                       file=sys.stderr, flush=True)
 
 
+def method_table(rows: list[dict], methods: list[str], likelihoods: list[str], pca_name: str,
+                 keys: Sequence[str]) -> list[list[str]]:
+    """One table row per method and likelihood (PCA first): seeds, mean ± sd of each
+    metric in `keys`, and of the fit wall seconds."""
+    names = {"ours": "betavae_singlecell", "scvi": "scVI", "PCA": pca_name}
+    out = []
+    for method, lik in [("PCA", None)] + [(m, lk) for lk in likelihoods for m in methods]:
+        sel = [r for r in rows if r["method"] == method
+               and (lik is None or r["likelihood"] == lik)]
+        out.append([names[method], lik or "-", str(len(sel)),
+                    *(fmt([r[key] for r in sel]) for key in keys),
+                    fmt([r["wall_s"] for r in sel], 1)])
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return comparison_args(argv, __doc__.split("\n\n")[0])
 
@@ -385,14 +400,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run_fits(args, fit_with, methods, adata, rows, extra, ari_nmi)
 
-    names = {"ours": "betavae_singlecell", "scvi": "scVI", "PCA": "PCA (50 PCs)"}
-    out = []
-    for method, lik in [("PCA", None)] + [(m, lk) for lk in args.likelihoods for m in methods]:
-        sel = [r for r in rows if r["method"] == method
-               and (lik is None or r["likelihood"] == lik)]
-        out.append([names[method], lik or "-", str(len(sel)),
-                    fmt([r["ari"] for r in sel]), fmt([r["nmi"] for r in sel]),
-                    fmt([r["wall_s"] for r in sel], 1)])
+    out = method_table(rows, methods, args.likelihoods, "PCA (50 PCs)", ("ari", "nmi"))
     print()
     print(table(["method", "likelihood", "seeds", "ARI", "NMI", "fit wall s"], out))
 
