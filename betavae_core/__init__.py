@@ -2,12 +2,20 @@
 
 β is the price of information: every fit reports rate (KL per latent dimension) and
 distortion (−log p(x|z)) separately. Plugins bring data loaders, likelihoods,
-evaluations, architectures and candidate generators through the `betavae`
+evaluations, architectures, candidate generators and subcommands through the `betavae`
 entry-point group; see `betavae_core.hookspecs` for the contract.
+
+The names below are the declared API: everything a plugin may use (README, "Writing a
+plugin", says what each is for). Importing this package imports neither torch nor
+matplotlib: the names that need them load on first use, so plugin modules and the
+command line start at once.
 """
 
-from .architectures import ArchitectureRequest, EncoderOutput
-from .data import DomainData
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .errors import (
     BetaVAEError,
     CheckpointError,
@@ -18,29 +26,80 @@ from .errors import (
     OutputExistsError,
     PluginError,
 )
-from .evaluate import evaluate, evaluate_run
-from .generate import generate, sample
 from .hookspecs import Register, hookimpl
-from .likelihoods import Likelihood
-from .model import BetaVAE, LossRecord, ModelConfig
-from .objective import Objective
-from .plugins import get_host, plugin_infos, registry, reset_plugins
-from .registry import Architecture, Dataset, Evaluation, Generator, LikelihoodSpec, Loader
-from .results import CandidateReport, EvaluationResult, GeneratedSamples
-from .rows import RowSource, SparseRows
-from .runs import Run, load_model, load_run
-from .sources import load_data
-from .sweep import sweep
-from .trainer import FitResult, TrainConfig, fit
+from .lazy import lazy, requires
+from .registry import (
+    DEFAULTABLE,
+    SAMPLE_MODES,
+    Architecture,
+    Dataset,
+    Evaluation,
+    Generator,
+    LikelihoodSpec,
+    Loader,
+    check_options,
+)
 
-__all__ = [
-    "Architecture", "ArchitectureRequest", "BetaVAE", "BetaVAEError", "CandidateReport",
-    "CheckpointError", "ConfigError", "DataError", "Dataset", "DomainData", "EncoderOutput",
-    "Evaluation", "EvaluationResult", "FitResult", "GeneratedSamples", "Generator",
-    "Likelihood", "LikelihoodSpec", "Loader", "LossRecord", "ModelConfig",
-    "NonFiniteLossError", "NotRegisteredError", "Objective", "OutputExistsError",
-    "PluginError", "Register", "RowSource", "Run", "SparseRows", "TrainConfig", "evaluate",
-    "evaluate_run", "fit", "generate",
-    "get_host", "hookimpl", "load_data", "load_model", "load_run", "plugin_infos",
-    "registry", "reset_plugins", "sample", "sweep",
-]
+# name -> module (relative to this package) that defines it; imported on first access.
+_LAZY = {
+    # data and models
+    "DomainData": "data", "check_finite": "data",
+    "RowSource": "rows", "SparseRows": "rows",
+    "Likelihood": "likelihoods",
+    "ArchitectureRequest": "architectures", "EncoderOutput": "architectures",
+    "SkipGate": "architectures", "build_mlp": "architectures",
+    "BetaVAE": "model", "LossRecord": "model", "ModelConfig": "model",
+    "Objective": "objective",
+    # fitting
+    "TrainConfig": "trainer", "FitResult": "trainer", "fit": "trainer",
+    "split_indices": "trainer", "resolve_device": "trainer",
+    "configs_for": "settings",
+    "load_data": "sources", "parse_options": "sources",
+    "sweep": "sweep",
+    # batched passes of a fitted model
+    "encode": "posterior", "decode": "posterior", "reconstruct": "posterior",
+    "evaluate_terms": "posterior", "heldout_summary": "posterior", "batches": "posterior",
+    "minibatch": "posterior", "Decoded": "posterior", "Terms": "posterior",
+    # runs, evaluations, generation
+    "RunContext": "context", "Run": "runs", "load_run": "runs", "load_model": "runs",
+    "evaluate": "evaluate", "evaluate_run": "evaluate",
+    "generate": "generate", "sample": "generate",
+    "EvaluationResult": "results", "CandidateReport": "results",
+    "GeneratedSamples": "results",
+    # files
+    "atomic_write": "checkpoint", "write_json": "checkpoint", "write_text": "checkpoint",
+    "write_array": "checkpoint", "read_json": "checkpoint", "save_weights": "checkpoint",
+    "load_weights": "checkpoint", "prepare_run_dir": "checkpoint",
+    "new_output_dir": "checkpoint",
+    "CONFIG": "checkpoint", "WEIGHTS": "checkpoint", "HISTORY": "checkpoint",
+    "REPORT": "checkpoint", "DOMAIN_RECORD": "checkpoint",
+    "save_figure": "plots",
+    # plugins
+    "get_host": "plugins", "plugin_infos": "plugins", "registry": "plugins",
+    "reset_plugins": "plugins", "call_plugin": "plugins",
+}
+# Modules exported whole: the information measures and the core's plots.
+_MODULES = ("information", "plots")
+
+__all__ = sorted([
+    "Architecture", "BetaVAEError", "CheckpointError", "ConfigError", "DEFAULTABLE",
+    "DataError", "Dataset", "Evaluation", "Generator", "LikelihoodSpec", "Loader",
+    "NonFiniteLossError", "NotRegisteredError", "OutputExistsError", "PluginError",
+    "Register", "SAMPLE_MODES", "check_options", "hookimpl", "lazy", "requires",
+    *_LAZY, *_MODULES,
+])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        module = importlib.import_module(f".{name}", __name__)
+    elif name in _LAZY:
+        module = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module 'betavae_core' has no attribute {name!r}")
+    globals()[name] = module
+    return module
+
+
+def __dir__() -> list[str]:
+    return __all__

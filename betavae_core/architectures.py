@@ -83,7 +83,7 @@ class MLPEncoder(nn.Module):
             h = torch.cat([h, covariates], dim=1)
         h = self.body(h)
         mu, logvar = self.head(h).chunk(2, dim=1)
-        return EncoderOutput(mu, logvar.clamp(-12.0, 8.0), h)
+        return EncoderOutput(mu, logvar, h)
 
 
 class MLPDecoder(nn.Module):

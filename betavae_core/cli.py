@@ -1,4 +1,9 @@
-"""The `betavae` command line: plugins, datasets, train, evaluate, sweep, generate."""
+"""The `betavae` command line: plugins, datasets, train, evaluate, sweep, generate, and
+the subcommands plugins add (`register_commands`).
+
+Start-up does no work: `--help`, `--version`, `plugins` and `datasets` import neither
+torch nor matplotlib nor any domain library; each command imports what it needs.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ from typing import Any
 
 import click
 
-from . import checkpoint as ckpt
 from .errors import BetaVAEError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -34,7 +38,29 @@ def _friendly_errors(func):
     return wrapper
 
 
-@click.group(context_settings=CONTEXT)
+class PluginGroup(click.Group):
+    """The command group; plugins' subcommands are added the first time one is needed."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugins_added:
+            self._plugins_added = True
+            from .plugins import get_host
+
+            get_host().add_commands(self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self._add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=PluginGroup, context_settings=CONTEXT)
 @click.version_option(package_name="betavae")
 def main() -> None:
     """β-VAEs on your own data, with rate and distortion reported separately.
@@ -50,7 +76,6 @@ def main() -> None:
       betavae train shapes --beta 4 --latent-dim 10 --epochs 20 --out runs/a
       betavae evaluate runs/a
       betavae generate runs/a -n 1000 --out cands/
-      betavae experiment --help
     """
 
 
@@ -83,10 +108,12 @@ def datasets(as_json: bool) -> None:
     from .plugins import registry
 
     rows = [{"name": d.name, "kind": "dataset", "plugin": d.plugin, "domain": d.domain,
-             "has_factors": d.has_factors, "options": d.options, "help": d.help}
+             "has_factors": d.has_factors, "options": d.options, "defaults": d.defaults,
+             "help": d.help}
             for d in registry("datasets")]
     rows += [{"name": ld.name, "kind": "loader", "plugin": ld.plugin, "domain": ld.domain,
-              "has_factors": None, "options": {}, "help": ld.help}
+              "has_factors": None, "options": ld.options, "defaults": ld.defaults,
+              "help": ld.help}
              for ld in registry("loaders")]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -94,16 +121,25 @@ def datasets(as_json: bool) -> None:
     click.echo("Named datasets (use the name as DATA):")
     for r in (r for r in rows if r["kind"] == "dataset"):
         factors = "factors" if r["has_factors"] else "no factors"
-        opts = " ".join(f"{k}={v}" for k, v in r["options"].items())
         click.echo(f"  {r['name']:<16} {r['plugin']:<16} {factors:<11} {r['help']}")
-        if opts:
-            click.echo(f"  {'':<16} options: {opts}")
+        _echo_settings(r)
     click.echo("File loaders (use a path as DATA; --loader NAME to choose):")
     for r in (r for r in rows if r["kind"] == "loader"):
         click.echo(f"  {r['name']:<16} {r['plugin']:<16} {r['help']}")
+        _echo_settings(r)
+
+
+def _echo_settings(row: dict[str, Any]) -> None:
+    for label in ("options", "defaults"):
+        if row[label]:
+            text = " ".join(f"{k}={v}" for k, v in row[label].items())
+            name = "options" if label == "options" else "suggests"
+            click.echo(f"  {'':<16} {name}: {text}")
 
 
 # --- shared training options -----------------------------------------------------------
+# Settings a domain may suggest default to None here: None means "not set", so the
+# domain's suggestion (then the core's default, shown in the help) applies.
 def _training_options(func):
     options = [
         click.argument("data"),
@@ -114,7 +150,11 @@ def _training_options(func):
         click.option("--batch-key", default=None, metavar="KEY",
                      help="Column of batches to condition on, for loaders that take one "
                      "(same as -o batch_key=KEY), e.g. an obs column of an .h5ad."),
-        click.option("--latent-dim", type=int, default=10, show_default=True),
+        click.option("--beta", type=float, default=None,
+                     help="Weight of the rate (KL) against the distortion [default: the "
+                     "domain's, else 1]."),
+        click.option("--latent-dim", type=int, default=None,
+                     help="Latent dimensions [default: the domain's, else 10]."),
         click.option("--likelihood", default=None, help="Decoder likelihood (default: the "
                      "data's own)."),
         click.option("--likelihood-option", multiple=True, metavar="KEY=VALUE",
@@ -132,26 +172,31 @@ def _training_options(func):
                      show_default=True, help="Decoder skip connections from the encoder."),
         click.option("--skip-gate", type=float, default=1.0, show_default=True),
         click.option("--schedule", type=click.Choice(["constant", "warmup", "cyclical"]),
-                     default="constant", show_default=True, help="β schedule."),
-        click.option("--warmup-epochs", type=float, default=10.0, show_default=True),
+                     default=None, help="β schedule [default: the domain's, else constant]."),
+        click.option("--warmup-epochs", type=float, default=None,
+                     help="Epochs of the β warm-up [default: the domain's, else 10]."),
         click.option("--cycle-epochs", type=float, default=10.0, show_default=True),
         click.option("--capacity", type=float, default=None, help="Target rate C in nats "
                      "(loss = distortion + γ|rate − C|)."),
         click.option("--capacity-epochs", type=float, default=20.0, show_default=True),
         click.option("--gamma", type=float, default=100.0, show_default=True),
-        click.option("--free-bits", type=float, default=0.0, show_default=True,
-                     help="Free nats per latent dimension."),
-        click.option("--epochs", type=int, default=50, show_default=True),
-        click.option("--batch-size", type=int, default=128, show_default=True),
-        click.option("--lr", type=float, default=1e-3, show_default=True),
-        click.option("--val-fraction", type=float, default=0.1, show_default=True),
-        click.option("--patience", type=int, default=10, show_default=True,
+        click.option("--free-bits", type=float, default=None,
+                     help="Free nats per latent dimension [default: the domain's, else 0]."),
+        click.option("--epochs", type=int, default=None,
+                     help="Training epochs [default: the domain's, else 50]."),
+        click.option("--batch-size", type=int, default=None,
+                     help="Minibatch size [default: the domain's, else 128]."),
+        click.option("--lr", type=float, default=None,
+                     help="Adam learning rate [default: the domain's, else 1e-3]."),
+        click.option("--val-fraction", type=float, default=None,
+                     help="Validation share [default: the domain's, else 0.1]."),
+        click.option("--patience", type=int, default=None,
                      help="Early stopping patience, in epochs after the beta warm-up, on "
-                          "the validation objective (0: off)."),
-        click.option("--keep", type=click.Choice(["best", "last"]), default="best",
-                     show_default=True,
+                          "the validation objective (0: off) [default: the domain's, "
+                          "else 10]."),
+        click.option("--keep", type=click.Choice(["best", "last"]), default=None,
                      help="Weights to keep: the best validation epoch after the warm-up, "
-                          "or the last epoch."),
+                          "or the last epoch [default: the domain's, else best]."),
         click.option("--grad-clip", type=float, default=10.0, show_default=True,
                      help="Gradient norm clip (0: off)."),
         click.option("--seed", type=int, default=0, show_default=True),
@@ -166,12 +211,10 @@ def _training_options(func):
     return func
 
 
-def _configs(kw: dict[str, Any], data) -> tuple[Any, Any, Any]:
+def _settings(kw: dict[str, Any]) -> dict[str, Any]:
+    """What the user set on the command line, as training settings (None: not set)."""
     from .errors import ConfigError
-    from .model import ModelConfig
-    from .objective import Objective
     from .sources import parse_options
-    from .trainer import TrainConfig
 
     scales = kw["prior_scales"]
     try:
@@ -179,32 +222,30 @@ def _configs(kw: dict[str, Any], data) -> tuple[Any, Any, Any]:
     except ValueError:
         raise ConfigError(f"--prior-scales must be comma-separated numbers; got "
                           f"{scales!r}.") from None
-    model = ModelConfig.for_data(
-        data,
-        latent_dim=kw["latent_dim"],
-        likelihood=kw["likelihood"],
-        likelihood_options=parse_options(kw["likelihood_option"]),
-        architecture=kw["architecture"],
-        architecture_options=parse_options(kw["arch_option"]),
-        prior=kw["prior"],
-        prior_scales=prior_scales,
-        learn_prior=kw["learn_prior"],
-        skip=kw["skip"],
-        skip_gate=kw["skip_gate"],
-    )
-    train = TrainConfig(
-        epochs=kw["epochs"], batch_size=kw["batch_size"], lr=kw["lr"],
-        val_fraction=kw["val_fraction"], patience=kw["patience"] or None, keep=kw["keep"],
-        grad_clip=kw["grad_clip"] or None, seed=kw["seed"],
-        checkpoint_every=kw["checkpoint_every"], device=kw["device"], threads=kw["threads"],
-        progress=not kw["quiet"],
-    )
-    objective = Objective(
-        beta=kw.get("beta", 1.0), schedule=kw["schedule"], warmup_epochs=kw["warmup_epochs"],
-        cycle_epochs=kw["cycle_epochs"], capacity=kw["capacity"],
-        capacity_epochs=kw["capacity_epochs"], gamma=kw["gamma"], free_bits=kw["free_bits"],
-    )
-    return model, train, objective
+    settings = {k: kw[k] for k in (
+        "beta", "latent_dim", "likelihood", "architecture", "prior", "learn_prior", "skip",
+        "skip_gate", "schedule", "warmup_epochs", "cycle_epochs", "capacity",
+        "capacity_epochs", "gamma", "free_bits", "epochs", "batch_size", "lr",
+        "val_fraction", "patience", "keep", "grad_clip", "seed", "checkpoint_every",
+        "device", "threads")}
+    settings["prior_scales"] = prior_scales
+    settings["likelihood_options"] = parse_options(kw["likelihood_option"]) or None
+    settings["architecture_options"] = parse_options(kw["arch_option"]) or None
+    settings["progress"] = not kw["quiet"]
+    return settings
+
+
+def _configs(kw: dict[str, Any], data) -> tuple[Any, Any, Any, dict[str, Any]]:
+    from .settings import configs_for
+
+    return configs_for(data, _settings(kw))
+
+
+def _echo_from_domain(data, from_domain: dict[str, Any]) -> None:
+    if from_domain and _is_main_process():
+        text = ", ".join(f"{k}={v}" for k, v in from_domain.items())
+        click.echo(f"from the {data.domain} domain's defaults: {text} (set any of them to "
+                   f"override)", err=True)
 
 
 def _load(kw: dict[str, Any]):
@@ -219,8 +260,6 @@ def _load(kw: dict[str, Any]):
 # --- train -----------------------------------------------------------------------------
 @main.command(short_help="Fit a β-VAE to DATA and write a run directory.")
 @_training_options
-@click.option("--beta", type=float, default=1.0, show_default=True,
-              help="Weight of the rate (KL) against the distortion.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory to write (must be new or empty).")
 @click.option("--resume", is_flag=True, help="Continue the fit checkpointed in --out.")
@@ -229,18 +268,21 @@ def _load(kw: dict[str, Any]):
 def train(out_dir: str, resume: bool, overwrite: bool, **kw: Any) -> None:
     """Fit a β-VAE to DATA (a dataset name or a path) and write a run directory.
 
-    Writes config.json, model.safetensors (the kept weights, see --keep), history.csv (per
-    epoch: rate, distortion, ELBO, β in force, KL per latent dimension), report.json and
-    checkpoint/ (for --resume). Launch with `torchrun --nproc-per-node N -m
-    betavae_core.cli train ...` for data-parallel training.
+    Settings you leave unset take the domain's suggested defaults (printed, and recorded
+    in config.json under "from_domain"), then the core's. Writes config.json,
+    model.safetensors (the kept weights, see --keep), history.csv (per epoch: rate,
+    distortion, ELBO, β in force, KL per latent dimension), report.json and checkpoint/
+    (for --resume). Launch with `torchrun --nproc-per-node N -m betavae_core.cli train
+    ...` for data-parallel training.
     """
     from .trainer import fit
 
     t0 = time.perf_counter()
     data, source = _load(kw)
-    model_config, train_config, objective = _configs(kw, data)
+    model_config, train_config, objective, from_domain = _configs(kw, data)
+    _echo_from_domain(data, from_domain)
     result = fit(data, model_config, train_config, objective, out_dir=out_dir, resume=resume,
-                 overwrite=overwrite, source=source)
+                 overwrite=overwrite, source=source, from_domain=from_domain)
     if result.out_dir is None or not _is_main_process():
         return
     best = result.report.get("best") or {}
@@ -262,6 +304,20 @@ def _is_main_process() -> bool:
 
 
 # --- evaluate --------------------------------------------------------------------------
+def _eval_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """`("crystal_generation.n=500",)` -> {"crystal_generation": {"n": 500}}."""
+    from .errors import ConfigError
+    from .sources import parse_options
+
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        name, dot, rest = pair.partition(".")
+        if not dot or not name or "=" not in rest:
+            raise ConfigError(f"--eval-option {pair!r} is not of the form NAME.KEY=VALUE.")
+        out.setdefault(name, {}).update(parse_options([rest]))
+    return out
+
+
 @main.command(short_help="Run every applicable evaluation on a fitted run.")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", default=None, help="Evaluate on this dataset or path instead of the "
@@ -269,26 +325,32 @@ def _is_main_process() -> bool:
 @click.option("--loader", default=None, help="Loader for --data.")
 @click.option("-o", "--option", "data_options", multiple=True, metavar="KEY=VALUE")
 @click.option("--only", multiple=True, help="Run only this evaluation (repeatable).")
+@click.option("-e", "--eval-option", "eval_options", multiple=True, metavar="NAME.KEY=VALUE",
+              help="Option of one evaluation (repeatable), e.g. -e posterior.threshold=0.05.")
 @_friendly_errors
 def evaluate(run_dir: str, data: str | None, loader: str | None,
-             data_options: tuple[str, ...], only: tuple[str, ...]) -> None:
+             data_options: tuple[str, ...], only: tuple[str, ...],
+             eval_options: tuple[str, ...]) -> None:
     """Run every applicable evaluation (core and plugins) on a fitted run.
 
     Updates RUN_DIR/report.json (section "evaluation") and writes PNG plots into
-    RUN_DIR/plots/.
+    RUN_DIR/plots/. `betavae plugins` lists the evaluations; each one's options are in
+    `betavae plugins --json`.
     """
     from .evaluate import evaluate_run
     from .sources import load_data, parse_options
 
+    options = _eval_options(eval_options)
     domain_data = source = None
     if data is not None:
         domain_data, source = load_data(data, loader=loader, options=parse_options(data_options))
-    section = evaluate_run(run_dir, domain_data, source, names=list(only) or None)
+    section = evaluate_run(run_dir, domain_data, source, names=list(only) or None,
+                           options=options)
     for name, entry in section["results"].items():
         shown = {k: v for k, v in entry.items() if isinstance(v, (int, float)) and k != "seconds"}
         text = ", ".join(f"{k}={v:.4g}" for k, v in list(shown.items())[:8])
         click.echo(f"{name:<18} {text}")
-    click.echo(f"wrote {Path(run_dir) / ckpt.REPORT} and plots in {Path(run_dir) / 'plots'}/")
+    click.echo(f"wrote {Path(run_dir) / 'report.json'} and plots in {Path(run_dir) / 'plots'}/")
 
 
 # --- sweep -----------------------------------------------------------------------------
@@ -310,7 +372,8 @@ def sweep(betas: str, out_dir: str, **kw: Any) -> None:
     except ValueError:
         raise ConfigError(f"--betas must be comma-separated numbers; got {betas!r}.") from None
     data, source = _load(kw)
-    model_config, train_config, objective = _configs(kw, data)
+    model_config, train_config, objective, from_domain = _configs(kw, data)
+    _echo_from_domain(data, from_domain)
     rows = run_sweep(data, beta_values, out_dir, model_config, train_config, objective, source)
     click.echo(f"{'beta':>8} {'rate':>9} {'distortion':>11} {'active':>7} {'offdiag':>8}")
     for r in rows:
@@ -333,8 +396,6 @@ def sweep(betas: str, out_dir: str, **kw: Any) -> None:
 def generate(run_dir: str, n: int, out_dir: str, generator: str | None, seed: int,
              gen_option: tuple[str, ...]) -> None:
     """Sample the prior, decode, and hand the result to the domain's generator."""
-    import torch
-
     from .errors import ConfigError
     from .generate import generate as run_generate
     from .runs import load_run
@@ -342,48 +403,13 @@ def generate(run_dir: str, n: int, out_dir: str, generator: str | None, seed: in
 
     if n < 1:
         raise ConfigError(f"-n must be >= 1; got {n}.")
+    options = parse_options(gen_option)
     run = load_run(run_dir)
-    name = generator or run.config["data"].get("generator", "arrays")
-    covariates = None
-    if run.model.config.covariate_dim:
-        data = run.data()
-        rows = torch.randint(len(data), (n,), generator=torch.Generator().manual_seed(seed))
-        covariates = data.covariates[rows]
-    report = run_generate(run.model, n, out_dir, generator=name, seed=seed, attrs=run.attrs,
-                          covariates=covariates, options=parse_options(gen_option))
+    context = run.context(seed=seed, lazy=True)
+    report = run_generate(context, n, out_dir, generator=generator, seed=seed,
+                          options=options)
     click.echo(json.dumps(report.summary, indent=2, default=str))
     click.echo(f"wrote {len(report.files)} files into {out_dir}/")
-
-
-# --- experiment ------------------------------------------------------------------------
-def _experiment_list() -> str:
-    from .experiments import EXPERIMENTS
-
-    return "\n".join(f"  {e.name:<16} {e.help}" for e in EXPERIMENTS.values())
-
-
-@main.command(short_help="Run an experiment on β as the price of information.",
-              epilog="\b\nExperiments:\n" + _experiment_list())
-@click.argument("name")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="New directory for result.json and the figures (default "
-              "runs/experiments/NAME).")
-@click.option("--quick", is_flag=True, help="The small configuration the tests use (seconds).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@_friendly_errors
-def experiment(name: str, out_dir: str | None, quick: bool, seed: int) -> None:
-    """Run one of the experiments behind "β is the price of information".
-
-    Each fits small models, measures an effect, checks its direction, and writes
-    result.json plus PNG figures.
-    """
-    from .experiments import run_experiment
-
-    out = Path(out_dir or f"runs/experiments/{name}")
-    result = run_experiment(name, out, quick=quick, seed=seed)
-    click.echo(json.dumps(result.checks, indent=2))
-    click.echo(f"{name}: {sum(result.checks.values())}/{len(result.checks)} checks hold "
-               f"({result.seconds:.0f} s); wrote {out}/result.json and figures.")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ class DomainData:
             options); `attrs["image"] = True` marks 2-D items as images to plot.
         generator: name of the registered candidate generator for this domain.
         architecture: name of the registered architecture the domain suggests.
+        defaults: training settings the domain suggests for this data (keys in
+            `registry.DEFAULTABLE`, e.g. {"beta": 0.05, "epochs": 200}); the fit uses
+            each one the user did not set.
     """
 
     x: torch.Tensor | RowSource
@@ -48,6 +51,7 @@ class DomainData:
     attrs: dict[str, Any] = field(default_factory=dict)
     generator: str = "arrays"
     architecture: str = "mlp"
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, RowSource):
@@ -129,6 +133,7 @@ class DomainData:
             attrs=dict(self.attrs),
             generator=self.generator,
             architecture=self.architecture,
+            defaults=dict(self.defaults),
         )
 
     def describe(self) -> dict[str, Any]:

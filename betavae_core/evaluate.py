@@ -1,4 +1,4 @@
-"""Run every applicable evaluation (core and plugins) on a model and data."""
+"""Run every applicable evaluation (core and plugins) on a fitted run."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 
 from . import checkpoint as ckpt
 from . import plots
+from .context import RunContext
 from .data import DomainData
 from .errors import ConfigError, PluginError
 from .model import BetaVAE
 from .plugins import call_plugin, registry
+from .registry import check_options
 from .results import EvaluationResult
 from .runs import load_run
 
@@ -19,47 +21,75 @@ PLOTS_DIR = "plots"
 
 
 def evaluate(
-    model: BetaVAE,
-    data: DomainData,
+    model: BetaVAE | RunContext,
+    data: DomainData | None = None,
     names: list[str] | None = None,
     out_dir: str | Path | None = None,
+    *,
+    options: dict[str, dict[str, Any]] | None = None,
+    train: DomainData | None = None,
 ) -> dict[str, Any]:
-    """Metrics of every evaluation that applies to `data` (or only `names`).
+    """Metrics of every evaluation that applies to the held-out data (or only `names`).
 
-    Figures are saved as `out_dir/plots/<evaluation>_<figure>.png` when `out_dir` is
-    given; the returned dict maps evaluation name -> metrics (and `figures`: file names).
+    `model` is a fitted `BetaVAE` (then `data` is the data to evaluate on, and `train`
+    optionally the data it was fit on) or a `RunContext`. `options` maps an evaluation's
+    name to its keyword options. Figures are saved as `out_dir/plots/<evaluation>_<figure>
+    .png` when `out_dir` is given; the returned dict maps evaluation name -> metrics (and
+    `figures`: file names).
     """
-    model.config.check_data(data)
-    model.eval()
-    chosen = [e for e in registry("evaluations") if e.applies_to(data)]
-    if names:
-        known = {e.name for e in registry("evaluations")}
-        missing = [n for n in names if n not in known]
-        if missing:
-            raise ConfigError(f"no evaluation named {missing}; available: {sorted(known)}.")
-        skipped = [n for n in names if n not in {e.name for e in chosen}]
-        if skipped:
-            raise ConfigError(f"evaluation(s) {skipped} do not apply to this data (domain "
-                              f"{data.domain!r}).")
-        chosen = [e for e in chosen if e.name in names]
+    if isinstance(model, RunContext):
+        run = model
+    else:
+        if data is None:
+            raise ConfigError("evaluate needs the data to evaluate on.")
+        run = RunContext(model=model, heldout=data, train_data=train, split="all")
+    if out_dir is not None:
+        run.out_dir = Path(out_dir)
+    data = run.heldout
+    run.model.config.check_data(data)
+    run.model.eval()
+    chosen = _chosen(data, names)
+    options = dict(options or {})
+    unused = sorted(set(options) - {e.name for e in chosen})
+    if unused:
+        raise ConfigError(f"options given for evaluation(s) {unused}, which do not run here; "
+                          f"running: {sorted(e.name for e in chosen)}.")
+    for evaluation in chosen:
+        check_options(evaluation, options.get(evaluation.name, {}), "evaluation")
     report: dict[str, Any] = {}
     for evaluation in chosen:
         t0 = time.perf_counter()
-        result = call_plugin(evaluation, "evaluation", evaluation.evaluate, model, data)
+        result = call_plugin(evaluation, "evaluation", evaluation.evaluate, run,
+                             **options.get(evaluation.name, {}))
         if not isinstance(result, EvaluationResult):
             raise PluginError(f"plugin {evaluation.plugin!r}: evaluation {evaluation.name!r} "
                               f"returned {type(result).__name__}, not EvaluationResult.",
                               plugin=evaluation.plugin)
         entry = {"plugin": evaluation.plugin, "seconds": round(time.perf_counter() - t0, 3),
                  **result.metrics}
-        if out_dir is not None and result.figures:
+        if run.out_dir is not None and result.figures:
             entry["figures"] = []
             for fig_name, fig in result.figures.items():
                 rel = f"{PLOTS_DIR}/{evaluation.name}_{fig_name}.png"
-                plots.save_figure(fig, Path(out_dir) / rel)
+                plots.save_figure(fig, Path(run.out_dir) / rel)
                 entry["figures"].append(rel)
         report[evaluation.name] = entry
     return report
+
+
+def _chosen(data: DomainData, names: list[str] | None) -> list[Any]:
+    chosen = [e for e in registry("evaluations") if e.applies_to(data)]
+    if not names:
+        return chosen
+    known = {e.name for e in registry("evaluations")}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ConfigError(f"no evaluation named {missing}; available: {sorted(known)}.")
+    skipped = [n for n in names if n not in {e.name for e in chosen}]
+    if skipped:
+        raise ConfigError(f"evaluation(s) {skipped} do not apply to this data (domain "
+                          f"{data.domain!r}).")
+    return [e for e in chosen if e.name in names]
 
 
 def evaluate_run(
@@ -67,19 +97,19 @@ def evaluate_run(
     data: DomainData | None = None,
     data_source: dict[str, Any] | None = None,
     names: list[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run on its held-out split (or on `data`), updating its report.json.
 
     The training section of report.json is kept; the `evaluation` section is replaced.
     """
     run = load_run(run_dir)
+    context = run.context(data)
     if data is None:
-        eval_data = run.heldout(run.data())
         described = {"split": "validation", **run.config.get("source", {})}
     else:
-        eval_data = data
         described = {"split": "all", **(data_source or {})}
-    results = evaluate(run.model, eval_data, names=names, out_dir=run.dir)
+    results = evaluate(context, names=names, out_dir=run.dir, options=options)
     report_path = run.dir / ckpt.REPORT
     report = ckpt.read_json(report_path) if report_path.exists() else {}
     history = _read_history(run.dir)
@@ -89,7 +119,8 @@ def evaluate_run(
     previous = report.get("evaluation", {})
     if names and previous.get("data") == described:  # --only: keep the other results
         results = {**previous.get("results", {}), **results}
-    report["evaluation"] = {"data": described, "n_items": len(eval_data), "results": results}
+    report["evaluation"] = {"data": described, "n_items": len(context.heldout),
+                            "results": results}
     ckpt.write_json(report_path, report)
     return report["evaluation"]
 

@@ -1,4 +1,5 @@
-"""Sample the prior, decode, and hand the result to the domain's generator plugin."""
+"""Sample the prior, decode (unless the generator does), and hand the run to the
+domain's generator plugin."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any
 import torch
 
 from .checkpoint import new_output_dir
+from .context import RunContext
 from .errors import ConfigError, PluginError
 from .model import BetaVAE
 from .plugins import call_plugin, registry
-from .posterior import batches
+from .posterior import decode
+from .registry import check_options
 from .results import CandidateReport, GeneratedSamples
 
 
@@ -24,9 +27,11 @@ def sample(
     context: dict[str, torch.Tensor] | None = None,
     seed: int = 0,
     attrs: dict[str, Any] | None = None,
+    decoded: bool = True,
     batch_size: int = 4096,
 ) -> GeneratedSamples:
-    """n prior draws decoded to the likelihood's mean and one sample each."""
+    """n prior draws, decoded to the likelihood's mean and one sample each (or, with
+    `decoded=False`, the draws alone)."""
     if n < 1:
         raise ConfigError(f"n must be >= 1; got {n}.")
     needed = model.config.covariate_dim
@@ -34,47 +39,63 @@ def sample(
         raise ConfigError(f"this model is conditioned on {needed} covariates: pass covariates "
                           f"of shape ({n}, {needed}).")
     model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    z = model.sample_prior(n, generator=gen)
-    params, means, samples = [], [], []
-    with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
-        torch.manual_seed(seed)
-        for sl in batches(n, batch_size):
-            cov = None if covariates is None else covariates[sl].to(model.device)
-            ctx = None if context is None else {k: v[sl].to(model.device)
-                                                for k, v in context.items()}
-            out = model.decoder(z[sl], cov, None)
-            dist = model.likelihood.distribution(out, ctx)
-            params.append(out.cpu())
-            means.append(dist.mean.cpu())
-            samples.append(dist.sample().cpu())
+    z = model.sample_prior(n, generator=torch.Generator().manual_seed(seed)).cpu()
+    out = decode(model, z, covariates=covariates, context=context, params=True, seed=seed,
+                 batch_size=batch_size) if decoded else None
     return GeneratedSamples(
-        z=z.cpu(), params=torch.cat(params), mean=torch.cat(means), sample=torch.cat(samples),
+        n=n, z=z, params=out.params if out else None, mean=out.mean if out else None,
+        sample=out.sample if out else None,
         covariates=None if covariates is None else covariates.cpu(),
         domain=model.config.domain, attrs=dict(attrs or {}), model=model,
     )
 
 
+def prepare_samples(mode: str, run: RunContext, n: int,
+                    covariates: torch.Tensor | None,
+                    context: dict[str, torch.Tensor] | None) -> GeneratedSamples:
+    """What a generator of `samples=mode` receives: decoded draws, draws, or only n."""
+    if mode == "none":
+        return GeneratedSamples(n=n, z=None, params=None, mean=None, sample=None,
+                                covariates=covariates, domain=run.domain, attrs=run.attrs,
+                                model=run.model)
+    if covariates is None:
+        covariates = run.draw_covariates(n)
+    return sample(run.model, n, covariates=covariates, context=context, seed=run.seed,
+                  attrs=run.attrs, decoded=mode == "decoded")
+
+
 def generate(
-    model: BetaVAE,
+    model: BetaVAE | RunContext,
     n: int,
     out_dir: str | Path,
     *,
-    generator: str = "arrays",
+    generator: str | None = None,
     seed: int = 0,
     attrs: dict[str, Any] | None = None,
     covariates: torch.Tensor | None = None,
     context: dict[str, torch.Tensor] | None = None,
     options: dict[str, Any] | None = None,
 ) -> CandidateReport:
-    """Sample, decode and pass to the generator plugin, which writes into `out_dir`."""
+    """Prepare samples as the generator asks, and pass them with the run to the generator
+    plugin, which writes into the new folder `out_dir`.
+
+    `model` is a fitted `BetaVAE` or a `RunContext` (as `Run.context()` gives: then the
+    generator also sees the training data). `generator` defaults to the domain's own.
+    """
     if n < 1:
         raise ConfigError(f"n must be >= 1; got {n}.")
-    record = registry("generators").get(generator)
-    out = new_output_dir(out_dir)
-    samples = sample(model, n, covariates=covariates, context=context, seed=seed, attrs=attrs)
-    report = call_plugin(record, "generator", record.generate, samples, out, **(options or {}))
+    run = model if isinstance(model, RunContext) else RunContext(model=model, split="none")
+    if attrs is not None:
+        run.attrs_override = dict(attrs)
+    name = generator or run.config.get("data", {}).get("generator") or "arrays"
+    record = registry("generators").get(name)
+    options = dict(options or {})
+    check_options(record, options, "generator")
+    run.seed = seed
+    samples = prepare_samples(record.samples, run, n, covariates, context)
+    run.out_dir = new_output_dir(out_dir)
+    report = call_plugin(record, "generator", record.generate, run, samples, **options)
     if not isinstance(report, CandidateReport):
-        raise PluginError(f"plugin {record.plugin!r}: generator {generator!r} returned "
+        raise PluginError(f"plugin {record.plugin!r}: generator {name!r} returned "
                           f"{type(report).__name__}, not CandidateReport.", plugin=record.plugin)
     return report

@@ -12,6 +12,15 @@ exposed through the `betavae` entry-point group in its package metadata:
 
     [project.entry-points.betavae]
     mydomain = "betavae_mydomain.plugin"
+
+Loading a plugin must be cheap: the module the entry point names is imported for
+`betavae --help` too. It imports only `betavae_core` (which imports no torch until a name
+that needs it is used), checks its optional dependencies with `betavae_core.requires`
+(a missing one makes the plugin unavailable with the install command), and gives records
+callables made with `betavae_core.lazy("package.module:function")`, which import their
+module on the first call. Every record declares its keyword `options`; the core refuses
+any other with a `ConfigError` listing the valid ones. A plugin imports only names that
+`betavae_core` exports.
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ def register_datasets(register: Register) -> None:
     keyword options and their defaults (users set them with `--option key=value`).
     Set `has_factors=True` when the data carries ground-truth factors. Loading must not
     download anything; generated data should be deterministic in a `seed` option.
+    `Dataset.defaults` suggests training settings (β, latent size, epochs, patience,
+    schedule, likelihood, architecture, ...); a loader may also set data-dependent ones
+    on `DomainData.defaults`. The fit uses them wherever the user set nothing.
     """
 
 
@@ -46,7 +58,8 @@ def register_loaders(register: Register) -> None:
     decide by content (peek at the header, not only the extension), be cheap, and return
     False rather than raise. When several loaders claim one path, the user is asked to
     choose with `--loader NAME`. `Loader.load(path, **options)` returns a `DomainData`
-    and raises `DataError` naming the file, row or column that is wrong.
+    and raises `DataError` naming the file, row or column that is wrong. Only the options
+    the user set are passed; `Loader.defaults` suggests training settings, as above.
     """
 
 
@@ -67,11 +80,16 @@ def register_likelihoods(register: Register) -> None:
 def register_evaluations(register: Register) -> None:
     """Register metrics on a fitted model and data: `register(Evaluation(...))`.
 
-    `Evaluation.evaluate(model, data, **options)` is called by `betavae evaluate` for
-    every evaluation whose `applies_to(data)` is true (domain "*" means any domain). It
-    receives the fitted `BetaVAE` (in eval mode) and the held-out `DomainData`, and
-    returns an `EvaluationResult`: JSON-ready `metrics` and optional matplotlib
-    `figures` (saved as PNG by the core; the plugin does not write files).
+    `Evaluation.evaluate(run, **options)` is called by `betavae evaluate` for every
+    evaluation that applies to the held-out data (the record's domain is "*" or the
+    data's; `requires_factors`; the record's own `applies(data)`). `run` is a
+    `RunContext`: the fitted `BetaVAE` in eval mode (`run.model`), the data to evaluate
+    on (`run.heldout`), the training split (`run.train`, loaded on first use; None when
+    unknown), the run's config, attrs, covariates and a seed. Options come from
+    `--eval-option NAME.KEY=VALUE`. It returns an `EvaluationResult`: JSON-ready
+    `metrics` and optional matplotlib `figures` (saved as PNG by the core; the plugin
+    does not write files). Batched passes go through `betavae_core.encode`, `decode`,
+    `reconstruct` and `evaluate_terms`.
     """
 
 
@@ -92,9 +110,24 @@ def register_architectures(register: Register) -> None:
 def register_generators(register: Register) -> None:
     """Register candidate generators: `register(Generator(...))`.
 
-    `Generator.generate(samples, out_dir, **options)` receives `GeneratedSamples`
-    (latent codes, decoded means and samples, the training data's attributes) from
-    `betavae generate`, turns them into domain objects, checks their validity, writes
-    them as new files into `out_dir`, and returns a `CandidateReport` whose `summary`
-    gives the validity funnel.
+    `Generator.generate(run, samples, **options)` is called by `betavae generate`. `run`
+    is a `RunContext` (model, config, training split, attrs, seed; `run.out_dir` is the
+    new folder to write into). `samples` is what the record's `samples` mode asks the
+    core to prepare: "decoded" (prior draws `z` with their decoded `mean`, `sample` and
+    raw `params`), "latents" (`z` only: the generator decodes them its own way, with
+    `betavae_core.decode`) or "none" (only `samples.n`: the generator draws its own
+    latents). The core never decodes what a generator would discard. The generator turns
+    the samples into domain objects, checks their validity, writes them as new files and
+    returns a `CandidateReport` whose `summary` gives the validity funnel.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add subcommands to the `betavae` command line: `@cli.command()` on `cli`, a
+    `click.Group`.
+
+    Called once, the first time the command line lists or looks up a command (not for
+    `betavae --version`). Import heavy modules inside the command's function, not here.
+    A name the core or another plugin already uses is an error naming both.
     """

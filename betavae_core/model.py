@@ -16,8 +16,14 @@ from torch import nn
 
 from .architectures import ArchitectureRequest, EncoderOutput
 from .errors import ConfigError, DataError
+from .registry import check_options
 
 PRIORS = ("isotropic", "anisotropic")
+
+# Encoder log-variances are clamped here, once for every architecture: below -12 the
+# posterior is a point (sigma ~ 2.5e-3) and its KL gradient explodes; above 8 a sample
+# is noise that no decoder can use.
+LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
 
 
 @dataclass
@@ -123,6 +129,7 @@ class BetaVAE(nn.Module):
 
         self.config = config
         lik_spec = registry("likelihoods").get(config.likelihood)
+        check_options(lik_spec, config.likelihood_options, "likelihood")
         self.likelihood = call_plugin(
             lik_spec, "likelihood", lik_spec.build, config.event_shape,
             **config.likelihood_options,
@@ -137,6 +144,7 @@ class BetaVAE(nn.Module):
             options=dict(config.architecture_options),
         )
         arch = registry("architectures").get(config.architecture)
+        check_options(arch, config.architecture_options, "architecture")
         self.encoder, self.decoder = call_plugin(arch, "architecture", arch.build, request)
         log_scales = torch.tensor([math.log(s) for s in config.initial_prior_scales()])
         self.prior_log_scale = nn.Parameter(log_scales, requires_grad=config.learn_prior)
@@ -150,8 +158,9 @@ class BetaVAE(nn.Module):
         return self.prior_log_scale.device
 
     def encode(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> EncoderOutput:
-        """Posterior parameters q(z|x) = N(mu, exp(logvar))."""
-        return self.encoder(x, covariates)
+        """Posterior parameters q(z|x) = N(mu, exp(logvar)), log-variance clamped."""
+        enc = self.encoder(x, covariates)
+        return enc._replace(logvar=enc.logvar.clamp(LOGVAR_MIN, LOGVAR_MAX))
 
     def decode(
         self,

@@ -28,13 +28,7 @@ from .registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "betavae"
 CORE_PLUGIN = "betavae_core"
-DEFAULT_PLUGIN_MODULES = (
-    "betavae_core.default_plugins.likelihoods",
-    "betavae_core.default_plugins.architectures",
-    "betavae_core.default_plugins.data",
-    "betavae_core.default_plugins.evaluations",
-    "betavae_core.default_plugins.generators",
-)
+DEFAULT_PLUGIN_MODULES = ("betavae_core.default_plugins.plugin",)
 
 
 @dataclass
@@ -106,7 +100,9 @@ class PluginHost:
         except (KeyboardInterrupt, GeneratorExit):
             raise
         except BaseException as exc:  # isolation (sys.exit included): the CLI must survive
-            self._fail(info, f"failed to load: {type(exc).__name__}: {exc}", exc, {ep.name})
+            reason = (str(exc) if isinstance(exc, PluginError)  # e.g. a missing extra
+                      else f"failed to load: {type(exc).__name__}: {exc}")
+            self._fail(info, reason, exc, {ep.name})
             return
         self._collect(ep.name, [plugin], info)
 
@@ -148,12 +144,45 @@ class PluginHost:
             return
         for kind, record in pending:
             self.registries[kind].add(record, plugin_name)
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            if impl.plugin_name in registered:
+                hook_names.add("register_commands")
         info.hooks = sorted(hook_names)
         info.registers = {
             kind: self.registries[kind].by_plugin(plugin_name)
             for kind in KINDS
             if self.registries[kind].by_plugin(plugin_name)
         }
+
+    def add_commands(self, cli: Any) -> None:
+        """Let every loaded plugin add its subcommands to the click group `cli`.
+
+        A plugin whose hook raises, or that takes a command name already used, is marked
+        unavailable (its records stay); the other plugins' commands are still added.
+        """
+        owners = {name: "betavae_core" for name in cli.commands}
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            name = impl.plugin_name
+            plugin = name if name in self.infos else CORE_PLUGIN
+            before = dict(cli.commands)
+            try:
+                if self.trace:
+                    print(f"betavae: {plugin}.register_commands()", file=sys.stderr)
+                impl.function(cli=cli)
+                for command in set(cli.commands) - set(before):
+                    owners[command] = plugin
+                clashes = [c for c in before if cli.commands[c] is not before[c]]
+                if clashes:
+                    cli.commands.update({c: before[c] for c in clashes})
+                    raise PluginError(f"plugin {plugin!r} adds command(s) {clashes}, already "
+                                      f"added by {sorted({owners[c] for c in clashes})}.",
+                                      plugin=plugin)
+            except Exception as exc:
+                for command in set(cli.commands) - set(before):
+                    del cli.commands[command]
+                info = self.infos.get(plugin)
+                if info is not None:
+                    self._fail(info, _reason(exc), exc)
 
     def _fail(
         self, info: PluginInfo, reason: str, exc: Exception, names: set[str] = frozenset()

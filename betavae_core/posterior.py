@@ -1,8 +1,15 @@
-"""Batched passes of a fitted model over data: posterior parameters and held-out terms."""
+"""Batched passes of a fitted model: encode, decode, reconstruct, held-out terms.
+
+This is the one minibatched, device-aware, gradient-free loop over items or latent
+codes; the core and every plugin call it instead of writing their own. Data may be a
+tensor or a `RowSource` (sparse or on-disk rows, densified one minibatch at a time).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,7 +41,18 @@ class Terms:
         }
 
 
-def batches(n: int, batch_size: int):
+class Decoded(NamedTuple):
+    """Decoder output for n latent codes, on the CPU: the likelihood's mean, one sample
+    each, and the raw decoder parameters (n, params_per_element, *event_shape); a part
+    not asked for is None."""
+
+    mean: torch.Tensor | None
+    sample: torch.Tensor | None
+    params: torch.Tensor | None
+
+
+def batches(n: int, batch_size: int) -> Iterator[slice]:
+    """Consecutive slices of at most `batch_size` covering range(n)."""
     for start in range(0, n, batch_size):
         yield slice(start, min(n, start + batch_size))
 
@@ -45,6 +63,87 @@ def minibatch(data: DomainData, sl: slice | torch.Tensor, device: torch.device):
     cov = None if data.covariates is None else data.covariates[sl].to(device)
     ctx = {k: v[sl].to(device) for k, v in data.context.items()} or None
     return x, cov, ctx
+
+
+def _rows(value: torch.Tensor | None, sl: slice, device: torch.device) -> torch.Tensor | None:
+    return None if value is None else value[sl].to(device)
+
+
+def _forked_rng(model: BetaVAE):
+    """A block whose seeded sampling leaves the caller's global RNG state as it was."""
+    return torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device])
+
+
+@torch.no_grad()
+def decode(
+    model: BetaVAE,
+    z: torch.Tensor | np.ndarray,
+    *,
+    covariates: torch.Tensor | None = None,
+    context: dict[str, torch.Tensor] | None = None,
+    mean: bool = True,
+    sample: bool = True,
+    params: bool = False,
+    seed: int = 0,
+    batch_size: int = 4096,
+) -> Decoded:
+    """Decode latent codes (n, d) in minibatches: the likelihood's mean, one seeded
+    sample per code and/or the raw decoder parameters."""
+    z = torch.as_tensor(z, dtype=torch.float32)
+    was_training = model.training
+    model.eval()
+    means, samples, raw = [], [], []
+    with _forked_rng(model):
+        torch.manual_seed(seed)
+        for sl in batches(len(z), batch_size):
+            ctx = None if context is None else {k: v[sl].to(model.device)
+                                                for k, v in context.items()}
+            out = model.decoder(z[sl].to(model.device),
+                                _rows(covariates, sl, model.device), None)
+            dist = model.likelihood.distribution(out, ctx)
+            if params:
+                raw.append(out.cpu())
+            if mean:
+                means.append(dist.mean.cpu())
+            if sample:
+                samples.append(dist.sample().cpu())
+    model.train(was_training)
+    return Decoded(torch.cat(means) if mean else None, torch.cat(samples) if sample else None,
+                   torch.cat(raw) if params else None)
+
+
+@torch.no_grad()
+def reconstruct(
+    model: BetaVAE,
+    data: DomainData,
+    *,
+    mean: bool = True,
+    sample: bool = False,
+    params: bool = False,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> Decoded:
+    """Items encoded to their posterior means and decoded again (skip features, if the
+    model has any, come from the same items), in minibatches."""
+    was_training = model.training
+    model.eval()
+    means, samples, raw = [], [], []
+    with _forked_rng(model):
+        torch.manual_seed(seed)
+        for sl in batches(len(data), batch_size):
+            x, cov, ctx = minibatch(data, sl, model.device)
+            enc = model.encode(x, cov)
+            out = model.decoder(enc.mu, cov, enc.features)
+            dist = model.likelihood.distribution(out, ctx)
+            if params:
+                raw.append(out.cpu())
+            if mean:
+                means.append(dist.mean.cpu())
+            if sample:
+                samples.append(dist.sample().cpu())
+    model.train(was_training)
+    return Decoded(torch.cat(means) if mean else None, torch.cat(samples) if sample else None,
+                   torch.cat(raw) if params else None)
 
 
 @torch.no_grad()
@@ -73,7 +172,7 @@ def evaluate_terms(
     model.eval()
     distortion = 0.0
     kl = torch.zeros(model.latent_dim, dtype=torch.float64)
-    with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
+    with _forked_rng(model):
         torch.manual_seed(seed)
         for sl in batches(len(data), batch_size):
             x, cov, ctx = minibatch(data, sl, model.device)

@@ -12,10 +12,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotRegisteredError, PluginError
+from .errors import ConfigError, NotRegisteredError, PluginError
 
 if TYPE_CHECKING:
     from .data import DomainData
+
+# Training settings a dataset or loader may suggest (`defaults=`); the fit uses each one
+# the user did not set, and config.json records which values came from the domain.
+DEFAULTABLE = frozenset({
+    "beta", "latent_dim", "likelihood", "likelihood_options", "architecture",
+    "architecture_options", "epochs", "patience", "keep", "batch_size", "lr",
+    "val_fraction", "schedule", "warmup_epochs", "free_bits", "capacity",
+})
+
+# What the core hands a generator (`Generator.samples`): prior draws decoded by the
+# core, prior draws only (the generator decodes them its own way), or nothing but the
+# number asked for (the generator draws its own latents).
+SAMPLE_MODES = ("decoded", "latents", "none")
 
 
 @dataclass(frozen=True)
@@ -23,7 +36,10 @@ class Dataset:
     """A named dataset a plugin can produce without any file (generated or shipped).
 
     `load(**options)` returns a `DomainData`; `options` lists the keyword options with
-    their defaults (shown by `betavae datasets`, settable with `--option key=value`).
+    their defaults (shown by `betavae datasets`, settable with `--option key=value`;
+    the defaults are passed too). `defaults` suggests training settings (keys in
+    `DEFAULTABLE`, e.g. {"beta": 0.05, "epochs": 200}) for the fit to use where the user
+    set none.
     """
 
     name: str
@@ -32,6 +48,7 @@ class Dataset:
     load: Callable[..., DomainData]
     has_factors: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
     plugin: str = ""
 
 
@@ -41,7 +58,8 @@ class Loader:
 
     `claims(path)` decides by content (not only the extension) whether this loader can
     read `path`; it must be cheap and must not raise. `load(path, **options)` returns a
-    `DomainData`.
+    `DomainData`. `options` declares the keyword options and their defaults (only those
+    the user sets are passed); `defaults` suggests training settings, as on `Dataset`.
     """
 
     name: str
@@ -49,17 +67,23 @@ class Loader:
     help: str
     claims: Callable[[Path], bool]
     load: Callable[..., DomainData]
+    options: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
     plugin: str = ""
 
 
 @dataclass(frozen=True)
 class LikelihoodSpec:
-    """A decoder likelihood p(x | z): `build(event_shape, **options)` returns a `Likelihood`."""
+    """A decoder likelihood p(x | z): `build(event_shape, **options)` returns a `Likelihood`.
+
+    `options` declares the keyword options of `build` and their defaults.
+    """
 
     name: str
     domain: str
     help: str
     build: Callable[..., Any]
+    options: dict[str, Any] = field(default_factory=dict)
     plugin: str = ""
 
 
@@ -67,9 +91,11 @@ class LikelihoodSpec:
 class Evaluation:
     """A metric on a fitted model and data.
 
-    `evaluate(model, data, **options)` returns an `EvaluationResult`. `applies(data)`
-    says whether it makes sense for this data (default: when `domain` is "*" or equals
-    the data's domain, and the data has factors if `requires_factors`).
+    `evaluate(run: RunContext, **options)` returns an `EvaluationResult`; `run.heldout`
+    is the data to evaluate on. The record's `applies(data)` callable, if given, narrows
+    when it runs; `applies_to(data)` is the core's test (domain "*" or the data's own,
+    factors present if `requires_factors`, then `applies`). `options` declares the
+    keyword options and their defaults (`betavae evaluate --eval-option NAME.KEY=VALUE`).
     """
 
     name: str
@@ -78,6 +104,7 @@ class Evaluation:
     evaluate: Callable[..., Any]
     requires_factors: bool = False
     applies: Callable[[DomainData], bool] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     plugin: str = ""
 
     def applies_to(self, data: DomainData) -> bool:
@@ -90,12 +117,16 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class Architecture:
-    """An encoder/decoder pair: `build(request: ArchitectureRequest)` returns both modules."""
+    """An encoder/decoder pair: `build(request: ArchitectureRequest)` returns both modules.
+
+    `options` declares the keys of `request.options` and their defaults.
+    """
 
     name: str
     domain: str
     help: str
     build: Callable[..., Any]
+    options: dict[str, Any] = field(default_factory=dict)
     plugin: str = ""
 
 
@@ -103,14 +134,20 @@ class Architecture:
 class Generator:
     """Turns decoded samples into domain objects with a validity report.
 
-    `generate(samples: GeneratedSamples, out_dir: Path, **options)` writes its files
-    into `out_dir` (new files only) and returns a `CandidateReport`.
+    `generate(run: RunContext, samples: GeneratedSamples, **options)` writes its files
+    into `run.out_dir` (new files only) and returns a `CandidateReport`. `samples` says
+    what the core prepares (`SAMPLE_MODES`): "decoded" (prior draws and their decoded
+    mean, sample and parameters), "latents" (prior draws only: the generator decodes) or
+    "none" (only `samples.n`: the generator draws its own latents). `options` declares
+    the keyword options and their defaults (`-g KEY=VALUE`).
     """
 
     name: str
     domain: str
     help: str
     generate: Callable[..., Any]
+    samples: str = "decoded"
+    options: dict[str, Any] = field(default_factory=dict)
     plugin: str = ""
 
 
@@ -142,6 +179,7 @@ class Registry:
         if not record.name or not isinstance(record.name, str):
             raise PluginError(f"plugin {plugin!r} registered one of the {self.kind} "
                               f"without a name.", plugin=plugin)
+        _check_record(record, self.kind, plugin)
         existing = self._items.get(record.name)
         if existing is not None:
             raise PluginError(
@@ -180,3 +218,25 @@ class Registry:
 
 def _with_plugin(record: Any, plugin: str) -> Any:
     return replace(record, plugin=plugin)
+
+
+def _check_record(record: Any, kind: str, plugin: str) -> None:
+    """Refuse declarations the core could not honour, naming the plugin and record."""
+    where = f"plugin {plugin!r}: {kind[:-1]} {record.name!r}"
+    unknown = sorted(set(getattr(record, "defaults", {})) - DEFAULTABLE)
+    if unknown:
+        raise PluginError(f"{where} suggests unknown training defaults {unknown}; valid: "
+                          f"{sorted(DEFAULTABLE)}.", plugin=plugin)
+    mode = getattr(record, "samples", "decoded")
+    if mode not in SAMPLE_MODES:
+        raise PluginError(f"{where} has samples={mode!r}; expected one of {SAMPLE_MODES}.",
+                          plugin=plugin)
+
+
+def check_options(record: Any, given: dict[str, Any], what: str) -> None:
+    """Raise `ConfigError` when `given` holds an option `record` does not declare."""
+    unknown = sorted(set(given) - set(record.options))
+    if unknown:
+        valid = ", ".join(f"{k} (default {v!r})" for k, v in record.options.items()) or "none"
+        raise ConfigError(f"{what} {record.name!r} has no option(s) {unknown}; its options "
+                          f"are: {valid}.")

@@ -18,17 +18,20 @@ class EvaluationResult:
 
 @dataclass
 class GeneratedSamples:
-    """Prior draws decoded by a fitted model, handed to a generator plugin.
+    """What the core prepared for a generator plugin (see `Generator.samples`).
 
-    `mean` and `sample` have shape (n, *event_shape); `params` is the raw decoder output
-    (n, params_per_element, *event_shape), for generators that need more than the mean.
-    `attrs` are the training data's attributes (feature names, vocabularies, ...).
+    `n` items were asked for. `z` holds the prior draws (n, d) unless the generator draws
+    its own; `mean` and `sample` (n, *event_shape) and `params`, the raw decoder output
+    (n, params_per_element, *event_shape), are there only when the core decoded them.
+    `covariates` are those the draws were decoded with. `attrs` are the training data's
+    attributes (feature names, vocabularies, ...).
     """
 
-    z: torch.Tensor
-    params: torch.Tensor
-    mean: torch.Tensor
-    sample: torch.Tensor
+    n: int
+    z: torch.Tensor | None
+    params: torch.Tensor | None
+    mean: torch.Tensor | None
+    sample: torch.Tensor | None
     covariates: torch.Tensor | None
     domain: str
     attrs: dict[str, Any]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
+from .context import RunContext
 from .data import DomainData
-from .errors import CheckpointError, DataError
+from .errors import BetaVAEError, CheckpointError, DataError
 from .model import BetaVAE, ModelConfig
 from .sources import reload_source
 from .trainer import TrainConfig, split_indices
@@ -30,14 +32,55 @@ class Run:
         """The data the run was fit on, loaded again from its recorded source."""
         return reload_source(self.config.get("source", {}))
 
+    @cached_property
+    def _split(self) -> tuple[Any, Any]:
+        train = self.train_config
+        return split_indices(self.config["data"]["n_items"], train.val_fraction, train.seed)
+
     def heldout(self, data: DomainData) -> DomainData:
         """The validation items of `data` under the run's split (all items if none)."""
+        self._check_size(data)
+        _, val = self._split
+        return data.subset(val) if len(val) else data
+
+    def training(self, data: DomainData) -> DomainData:
+        """The training items of `data` under the run's split."""
+        self._check_size(data)
+        return data.subset(self._split[0])
+
+    def _check_size(self, data: DomainData) -> None:
         expected = self.config["data"]["n_items"]
         if len(data) != expected:
             raise DataError(f"the run was fit on {expected} items; this data has {len(data)}.")
-        train = self.train_config
-        _, val = split_indices(len(data), train.val_fraction, train.seed)
-        return data.subset(val) if len(val) else data
+
+    def context(self, data: DomainData | None = None, *, out_dir: str | Path | None = None,
+                seed: int = 0, lazy: bool = False) -> RunContext:
+        """The run as evaluations and generators receive it.
+
+        Without `data` the held-out items are the run's validation split (the data is
+        loaded again from its recorded source, once). With `data` they are that data, and
+        the training split is loaded only if a callee asks for it (None if the source
+        cannot be loaded). `lazy=True` (generation) holds no held-out data and loads the
+        training split only if a callee asks for it.
+        """
+        cfg = dict(self.config)
+        out = Path(out_dir) if out_dir is not None else None
+        if lazy:
+            return RunContext(model=self.model, config=cfg, out_dir=out, seed=seed,
+                              split="none", load_train=self._training_or_none)
+        if data is None:
+            full = self.data()
+            return RunContext(model=self.model, heldout=self.heldout(full), config=cfg,
+                              out_dir=out, seed=seed, split="validation",
+                              train_data=self.training(full))
+        return RunContext(model=self.model, heldout=data, config=cfg, out_dir=out, seed=seed,
+                          split="all", load_train=self._training_or_none)
+
+    def _training_or_none(self) -> DomainData | None:
+        try:
+            return self.training(self.data())
+        except (BetaVAEError, OSError):
+            return None
 
     @property
     def attrs(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 from .data import DomainData
 from .errors import ConfigError, DataError
 from .plugins import call_plugin, registry
+from .registry import check_options
 
 
 def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -90,6 +91,7 @@ def load_data(
 def _load_file(loader: Any, path: Path, options: dict[str, Any]):
     if not path.exists():
         raise DataError(f"{path} does not exist.")
+    check_options(loader, options, "loader")
     try:
         data = call_plugin(loader, "loader", loader.load, path, **options)
     except DataError as exc:
@@ -102,9 +104,12 @@ def _load_file(loader: Any, path: Path, options: dict[str, Any]):
 
 
 def _checked(data: Any, record: Any) -> DomainData:
+    """The loaded data, with the record's suggested training defaults beneath its own."""
     if not isinstance(data, DomainData):
         raise DataError(f"plugin {record.plugin!r}: {record.name!r} returned "
                         f"{type(data).__name__}, not DomainData.")
+    if record.defaults:
+        data.defaults = {**record.defaults, **data.defaults}
     return data
 
 

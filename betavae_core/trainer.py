@@ -146,16 +146,24 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     source: dict[str, Any] | None = None,
+    domain_record: dict[str, Any] | None = None,
+    from_domain: dict[str, Any] | None = None,
 ) -> FitResult:
     """Fit a β-VAE to `data`, writing a run directory when `out_dir` is given.
 
-    `source` records where the data came from (dataset name or file and loader), so
-    `betavae evaluate` and `betavae generate` can find it again. With `resume=True` the
-    fit continues from `out_dir/checkpoint` exactly where it stopped.
+    A config not given is built from the domain's suggested defaults (`data.defaults`)
+    and the core's; config.json records the values taken from the domain (or
+    `from_domain`, when the caller resolved them, as the CLI does). `source` records where
+    the data came from (dataset name or file and loader), so `betavae evaluate` and
+    `betavae generate` can find it again. `domain_record` is a plugin's own JSON about
+    the fit, written as domain.json. With `resume=True` the fit continues from
+    `out_dir/checkpoint` exactly where it stopped.
     """
-    train = train or TrainConfig()
-    objective = objective or Objective()
-    model_config = model_config or ModelConfig.for_data(data)
+    from .settings import fill_from_domain
+
+    model_config, train, objective, used = fill_from_domain(data, model_config, train,
+                                                            objective)
+    from_domain = used if from_domain is None else from_domain
     if len(data) < 2:
         raise DataError(f"need at least 2 items to fit; got {len(data)}.")
     model_config.check_data(data)
@@ -171,7 +179,7 @@ def fit(
     if world.active and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
 
-    config_doc = fit_description(data, model_config, train, objective, source)
+    config_doc = fit_description(data, model_config, train, objective, source, from_domain)
     # Everything that can reject the input runs before anything touches the disk.
     model = build_model(model_config, train.seed)
     if isinstance(data.x, RowSource) and math.prod(data.x.shape) * 4 > LARGE_DENSE_BYTES:
@@ -191,6 +199,8 @@ def fit(
         state = ckpt.load_state(run.dir / ckpt.TRAINER_STATE) if has_state else None
     if run.writes:
         ckpt.write_json(run.dir / ckpt.CONFIG, config_doc)  # on resume: the new epochs etc.
+        if domain_record is not None:
+            ckpt.write_json(run.dir / ckpt.DOMAIN_RECORD, domain_record)
     model.to(device)
     optimiser = _adam([p for p in model.parameters() if p.requires_grad], train.lr)
     train_idx, val_idx = split_indices(len(data), train.val_fraction, train.seed)
@@ -241,14 +251,17 @@ def fit_description(
     train: TrainConfig,
     objective: Objective,
     source: dict[str, Any] | None,
+    from_domain: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What `config.json` records about a fit: enough to rebuild, compare and reload it."""
+    """What `config.json` records about a fit: enough to rebuild, compare and reload it,
+    and which settings came from the domain's suggestions."""
     return {
         "model": model_config.to_dict(),
         "train": train.to_dict(),
         "objective": objective.to_dict(),
         "data": {**data.describe(), "attrs": _json_attrs(data.attrs)},
         "source": source or {},
+        "from_domain": dict(from_domain or {}),
     }
 
 

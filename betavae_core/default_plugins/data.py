@@ -9,7 +9,6 @@ import numpy as np
 
 from betavae_core.data import DomainData, check_finite
 from betavae_core.errors import DataError
-from betavae_core.hookspecs import hookimpl
 from betavae_core.registry import Dataset, Loader
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -103,25 +102,3 @@ def load_numpy(path: Path, likelihood: str = "auto") -> DomainData:
         covariates=arrays.get("covariates"),
         attrs={"source": str(path), "image": x.ndim == 3},
     )
-
-
-@hookimpl
-def register_datasets(register):
-    register(Dataset(
-        name="shapes", domain="shapes", load=load_shapes, has_factors=True,
-        options={"n": 6000, "size": 28, "seed": 0},
-        help="Procedural binary shapes (dSprites-style) with shape/scale/rotation/position.",
-    ))
-    register(Dataset(
-        name="mixed_factors", domain="factors", load=load_mixed_factors, has_factors=True,
-        options={"n": 4000, "n_factors": 4, "dim": 16, "noise": 0.05, "seed": 0},
-        help="Independent uniform sources through a fixed nonlinear map (tabular).",
-    ))
-
-
-@hookimpl
-def register_loaders(register):
-    register(Loader(
-        name="numpy", domain="array", claims=claims_numpy, load=load_numpy,
-        help=".npy array, or .npz with x (and optional factors, covariates); items on axis 0.",
-    ))

@@ -8,13 +8,14 @@ import numpy as np
 
 from betavae_core import plots
 from betavae_core.checkpoint import write_array, write_json
-from betavae_core.hookspecs import hookimpl
 from betavae_core.registry import Generator
+from betavae_core.context import RunContext
 from betavae_core.results import CandidateReport, GeneratedSamples
 
 
-def generate_arrays(samples: GeneratedSamples, out_dir: Path) -> CandidateReport:
+def generate_arrays(run: RunContext, samples: GeneratedSamples) -> CandidateReport:
     """Write latents.npy, means.npy, samples.npy and summary.json (plus a PNG for images)."""
+    out_dir: Path = run.out_dir
     mean = samples.mean.cpu().numpy()
     sample = samples.sample.cpu().numpy()
     files = {"latents.npy": samples.z.cpu().numpy(), "means.npy": mean, "samples.npy": sample}
@@ -40,11 +41,3 @@ def generate_arrays(samples: GeneratedSamples, out_dir: Path) -> CandidateReport
     write_json(out_dir / "summary.json", summary)
     written.append("summary.json")
     return CandidateReport(objects=sample, summary=summary, files=written)
-
-
-@hookimpl
-def register_generators(register):
-    register(Generator(
-        name="arrays", domain="*", generate=generate_arrays,
-        help="Decoded samples as .npy arrays with a summary (and a PNG for images).",
-    ))

@@ -1,0 +1,1 @@
+"""betavae_science: the research harness (experiments, disentanglement metrics) as a plugin."""

@@ -1,0 +1,1 @@
+"""The hooks betavae_science implements: the entry point `science` points here."""
