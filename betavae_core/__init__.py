@@ -28,6 +28,7 @@ from .errors import (
 )
 from .hookspecs import Register, hookimpl
 from .lazy import lazy, requires
+from .plugins import call_plugin, get_host, plugin_infos, registry, reset_plugins
 from .registry import (
     DEFAULTABLE,
     SAMPLE_MODES,
@@ -41,6 +42,8 @@ from .registry import (
 )
 
 # name -> module (relative to this package) that defines it; imported on first access.
+# No name here is also the name of a submodule: importing that submodule would bind the
+# module, not the name, on this package.
 _LAZY = {
     # data and models
     "DomainData": "data", "check_finite": "data",
@@ -55,15 +58,15 @@ _LAZY = {
     "split_indices": "trainer", "resolve_device": "trainer",
     "configs_for": "settings",
     "load_data": "sources", "parse_options": "sources",
-    "sweep": "sweep",
+    "sweep": "sweeps",
     # batched passes of a fitted model
     "encode": "posterior", "decode": "posterior", "reconstruct": "posterior",
     "evaluate_terms": "posterior", "heldout_summary": "posterior", "batches": "posterior",
     "minibatch": "posterior", "Decoded": "posterior", "Terms": "posterior",
     # runs, evaluations, generation
     "RunContext": "context", "Run": "runs", "load_run": "runs", "load_model": "runs",
-    "evaluate": "evaluate", "evaluate_run": "evaluate",
-    "generate": "generate", "sample": "generate",
+    "evaluate": "evaluation", "evaluate_run": "evaluation",
+    "generate": "generation", "sample": "generation", "prepare_samples": "generation",
     "EvaluationResult": "results", "CandidateReport": "results",
     "GeneratedSamples": "results",
     # files
@@ -74,9 +77,6 @@ _LAZY = {
     "CONFIG": "checkpoint", "WEIGHTS": "checkpoint", "HISTORY": "checkpoint",
     "REPORT": "checkpoint", "DOMAIN_RECORD": "checkpoint",
     "save_figure": "plots",
-    # plugins
-    "get_host": "plugins", "plugin_infos": "plugins", "registry": "plugins",
-    "reset_plugins": "plugins", "call_plugin": "plugins",
 }
 # Modules exported whole: the information measures and the core's plots.
 _MODULES = ("information", "plots")
@@ -85,7 +85,8 @@ __all__ = sorted([
     "Architecture", "BetaVAEError", "CheckpointError", "ConfigError", "DEFAULTABLE",
     "DataError", "Dataset", "Evaluation", "Generator", "LikelihoodSpec", "Loader",
     "NonFiniteLossError", "NotRegisteredError", "OutputExistsError", "PluginError",
-    "Register", "SAMPLE_MODES", "check_options", "hookimpl", "lazy", "requires",
+    "Register", "SAMPLE_MODES", "call_plugin", "check_options", "get_host", "hookimpl", "lazy",
+    "plugin_infos", "registry", "requires", "reset_plugins",
     *_LAZY, *_MODULES,
 ])
 

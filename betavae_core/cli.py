@@ -337,7 +337,7 @@ def evaluate(run_dir: str, data: str | None, loader: str | None,
     RUN_DIR/plots/. `betavae plugins` lists the evaluations; each one's options are in
     `betavae plugins --json`.
     """
-    from .evaluate import evaluate_run
+    from .evaluation import evaluate_run
     from .sources import load_data, parse_options
 
     options = _eval_options(eval_options)
@@ -365,7 +365,7 @@ def sweep(betas: str, out_dir: str, **kw: Any) -> None:
     Each fit goes to OUT/beta_<β>/; rerunning resumes an interrupted sweep.
     """
     from .errors import ConfigError
-    from .sweep import sweep as run_sweep
+    from .sweeps import sweep as run_sweep
 
     try:
         beta_values = [float(b) for b in betas.split(",") if b.strip()]
@@ -397,7 +397,7 @@ def generate(run_dir: str, n: int, out_dir: str, generator: str | None, seed: in
              gen_option: tuple[str, ...]) -> None:
     """Sample the prior, decode, and hand the result to the domain's generator."""
     from .errors import ConfigError
-    from .generate import generate as run_generate
+    from .generation import generate as run_generate
     from .runs import load_run
     from .sources import parse_options
 

@@ -8,7 +8,7 @@ from betavae_core.checkpoint import prepare_run_dir
 from betavae_core.errors import CheckpointError, ConfigError, OutputExistsError
 from betavae_core.model import ModelConfig
 from betavae_core.objective import Objective
-from betavae_core.sweep import sweep
+from betavae_core import sweep
 from betavae_core.trainer import TrainConfig, fit
 
 SOURCE = {"kind": "dataset", "name": "shapes"}
