@@ -39,16 +39,22 @@ def _friendly_errors(func):
 
 
 class PluginGroup(click.Group):
-    """The command group; plugins' subcommands are added the first time one is needed."""
+    """The command group; plugins' subcommands are added the first time one is needed
+    (again after the plugins were reloaded, e.g. by `reset_plugins()`)."""
 
-    _plugins_added = False
+    _added_for: object = None
+    _core_commands: dict[str, click.Command] | None = None
 
     def _add_plugin_commands(self) -> None:
-        if not self._plugins_added:
-            self._plugins_added = True
-            from .plugins import get_host
+        from .plugins import get_host
 
-            get_host().add_commands(self)
+        host = get_host()
+        if host is not self._added_for:
+            if self._core_commands is None:
+                self._core_commands = dict(self.commands)
+            self.commands = dict(self._core_commands)
+            self._added_for = host
+            host.add_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands()

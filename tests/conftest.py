@@ -6,11 +6,16 @@ import os
 
 os.environ["MPLBACKEND"] = "Agg"  # before anything imports matplotlib
 
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+import uuid  # noqa: E402
+from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 import betavae_core  # noqa: E402
+from betavae_core import plugins as plugins_mod  # noqa: E402
 
 SMALL_SHAPES = {"n": 400, "size": 16, "seed": 0}
 TINY_LATENT = 4
@@ -69,3 +74,41 @@ def tiny_run(tmp_path_factory) -> Path:
         source=source,
     )
     return out
+
+
+@pytest.fixture
+def make_module(tmp_path, monkeypatch):
+    """`make_module(source) -> module name`: a plugin module importable from tmp_path."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    created: list[str] = []
+
+    def make(source: str) -> str:
+        name = f"betavae_testplugin_{uuid.uuid4().hex[:12]}"
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def entry_points(monkeypatch):
+    """`entry_points({ep_name: module})`: what `importlib.metadata` reports as installed
+    in the `betavae` group (nothing else is visible while the test runs)."""
+    real = metadata.entry_points
+
+    def install(mapping: dict[str, str]) -> None:
+        eps = [metadata.EntryPoint(name=n, value=v, group=plugins_mod.ENTRY_POINT_GROUP)
+               for n, v in mapping.items()]
+
+        def fake(**params):
+            if params.get("group") == plugins_mod.ENTRY_POINT_GROUP:
+                return list(eps)
+            return real(**params)
+
+        monkeypatch.setattr(plugins_mod.metadata, "entry_points", fake)
+
+    install({})
+    return install

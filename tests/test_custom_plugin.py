@@ -124,7 +124,7 @@ def test_evaluate_reports_dna_reconstruction(plugin_env: dict[str, str], run_dir
 @pytest.fixture
 def dna(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.syspath_prepend(str(EXAMPLE_SRC))
-    return importlib.import_module("betavae_dna.plugin")
+    return importlib.import_module("betavae_dna.loaders")
 
 
 def _write(path: Path, text: str) -> Path:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
-import textwrap
 import types
-import uuid
 from importlib import metadata
 from pathlib import Path
 
@@ -120,44 +117,6 @@ def register_loaders(register):
     register(Loader(name="flaky", domain="toy", help="", claims=claims_raises,
                     load=load_boom))
 """
-
-
-@pytest.fixture
-def make_module(tmp_path, monkeypatch):
-    """`make_module(source) -> module name`: a plugin module importable from tmp_path."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    created: list[str] = []
-
-    def make(source: str) -> str:
-        name = f"betavae_testplugin_{uuid.uuid4().hex[:12]}"
-        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        sys.modules.pop(name, None)
-
-
-@pytest.fixture
-def entry_points(monkeypatch):
-    """`entry_points({ep_name: module})`: what `importlib.metadata` reports as installed
-    in the `betavae` group (nothing else is visible while the test runs)."""
-    real = metadata.entry_points
-
-    def install(mapping: dict[str, str]) -> None:
-        eps = [metadata.EntryPoint(name=n, value=v, group=plugins_mod.ENTRY_POINT_GROUP)
-               for n, v in mapping.items()]
-
-        def fake(**params):
-            if params.get("group") == plugins_mod.ENTRY_POINT_GROUP:
-                return list(eps)
-            return real(**params)
-
-        monkeypatch.setattr(plugins_mod.metadata, "entry_points", fake)
-
-    install({})
-    return install
 
 
 def toy(*names: str) -> str:

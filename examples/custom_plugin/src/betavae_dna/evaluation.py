@@ -8,36 +8,13 @@ sequences themselves, so no ground-truth factors are needed.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
-from betavae_core import BetaVAE, DomainData, EvaluationResult
+import betavae_core as bv
 
 from .sequences import ALPHABET, gc_fraction
 
 CHANCE = 1.0 / len(ALPHABET)
-
-
-def is_dna(data: DomainData) -> bool:
-    """Items must be (positions, 4) one-hot arrays."""
-    return len(data.event_shape) == 2 and data.event_shape[-1] == len(ALPHABET)
-
-
-@torch.no_grad()
-def reconstruct(model: BetaVAE, data: DomainData,
-                batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior means (n, d) and decoded letter probabilities (n, L, 4) at those means."""
-    model.eval()
-    mus, probs = [], []
-    for start in range(0, len(data), batch_size):
-        sl = slice(start, start + batch_size)
-        x = data.x[sl].to(model.device)
-        cov = None if data.covariates is None else data.covariates[sl].to(model.device)
-        ctx = {k: v[sl].to(model.device) for k, v in data.context.items()} or None
-        enc = model.encode(x, cov)
-        mus.append(enc.mu.cpu())
-        probs.append(model.decode(enc.mu, cov, ctx).mean.cpu())
-    return torch.cat(mus).double().numpy(), torch.cat(probs).double().numpy()
 
 
 def abs_correlations(latents: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -50,11 +27,17 @@ def abs_correlations(latents: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.abs(r)
 
 
-def dna_reconstruction(model: BetaVAE, data: DomainData) -> EvaluationResult:
+def dna_reconstruction(run: bv.RunContext, batch_size: int = 1024) -> bv.EvaluationResult:
     """Per-position accuracy of the decoded argmax base, against chance (0.25) and the
-    per-position majority base, plus the best |r| between a latent mean and GC content."""
+    per-position majority base, plus the best |r| between a latent mean and GC content.
+
+    `run.heldout` is the data to evaluate; the core's batched passes do the work:
+    `bv.encode` for the posterior means, `bv.reconstruct` for the decoded letter
+    probabilities at those means."""
+    data = run.heldout
     x = data.x.double().numpy()
-    mu, probs = reconstruct(model, data)
+    mu, _ = bv.encode(run.model, data, batch_size=int(batch_size))
+    probs = bv.reconstruct(run.model, data, batch_size=int(batch_size)).mean.double().numpy()
     truth = x.argmax(axis=-1)
     hits = probs.argmax(axis=-1) == truth
     per_position = hits.mean(axis=0)
@@ -71,7 +54,7 @@ def dna_reconstruction(model: BetaVAE, data: DomainData) -> EvaluationResult:
         "gc_best_dim": best,
         "gc_abs_correlation_per_dim": [round(float(v), 4) for v in r],
     }
-    return EvaluationResult(metrics=metrics,
+    return bv.EvaluationResult(metrics=metrics,
                             figures={"accuracy": _accuracy_figure(per_position, majority)})
 
 

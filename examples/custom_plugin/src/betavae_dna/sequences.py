@@ -15,11 +15,10 @@ import numpy as np
 
 from betavae_core import DataError
 
+from .plugin import MOTIF
+
 ALPHABET = "ACGT"
 GC_COLUMNS = (ALPHABET.index("C"), ALPHABET.index("G"))
-# The cAMP response element: a palindrome with 50% GC, so planting it does not shift
-# a sequence's GC content on average and the two factors stay separate.
-MOTIF = "TGACGTCA"
 PEEK_BYTES = 4096
 
 _CODE = np.full(256, -1, dtype=np.int8)
