@@ -1,4 +1,5 @@
-"""Disentanglement metrics on constructed cases whose answer is known."""
+"""Disentanglement metrics on constructed cases whose answer is known, and the science
+plugin's `disentanglement` evaluation on a fitted run."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from betavae_core.disentanglement import dci, factorvae_score, mcc, mig, sap
+from betavae_core import ConfigError, RunContext, encode, evaluate, load_model, registry
+from betavae_science.evaluations import factor_metrics
+from betavae_science.metrics import dci, factorvae_score, mcc, mig, sap
 
 N = 2000
 DISCRETE = [True, True, False, False, False]
@@ -181,3 +184,69 @@ def test_mcc_bad_inputs(noise: np.ndarray) -> None:
         mcc(noise[0], noise)
     with pytest.raises(ValueError, match="method"):
         mcc(noise, noise, method="kendall")
+
+
+# ----------------------------------------------------------------- the evaluation
+
+
+@pytest.fixture
+def science(fresh_plugins, monkeypatch):
+    """A fresh host with only the core and the science plugin."""
+    monkeypatch.setenv("BETAVAE_LOAD_PLUGINS", "science")
+
+
+@pytest.fixture
+def fitted(tiny_run):
+    return load_model(tiny_run)
+
+
+def test_disentanglement_evaluation_scores_the_posterior_means(science, fitted,
+                                                               shapes_data) -> None:
+    record = registry("evaluations").get("disentanglement")
+    assert record.plugin == "science" and record.requires_factors
+    assert record.options == {"max_items": 5000}
+    entry = evaluate(fitted, shapes_data, names=["disentanglement"])["disentanglement"]
+    assert entry["plugin"] == "science"
+    assert entry["n_items"] == len(shapes_data)
+    assert entry["factor_names"] == list(shapes_data.factor_names)
+    for key in ("mig", "disentanglement", "completeness", "informativeness", "sap",
+                "factorvae_score", "mcc"):
+        assert 0.0 <= entry[key] <= 1.0 + 1e-9, key
+    mu, _ = encode(fitted, shapes_data)
+    discrete = list(shapes_data.factor_discrete)
+    assert entry["mig"] == mig(mu, shapes_data.factors, discrete=discrete)["mig"]
+    assert entry["mcc"] == mcc(mu, shapes_data.factors)["mcc"]
+    assert json.dumps(entry)
+
+
+def test_disentanglement_evaluation_max_items_draws_a_seeded_subset(science, fitted,
+                                                                    shapes_data) -> None:
+    def run(max_items):
+        options = {"disentanglement": {"max_items": max_items}}
+        return evaluate(fitted, shapes_data, names=["disentanglement"],
+                        options=options)["disentanglement"]
+
+    first = run(150)
+    assert first["n_items"] == 150
+    second = run(150)
+    first.pop("seconds"), second.pop("seconds")
+    assert second == first
+
+
+def test_disentanglement_evaluation_refuses_bad_options(science, fitted,
+                                                        shapes_data) -> None:
+    with pytest.raises(ConfigError, match=r"no option\(s\) \['n_votes'\].*max_items"):
+        evaluate(fitted, shapes_data, names=["disentanglement"],
+                 options={"disentanglement": {"n_votes": 10}})
+    for bad in (1, "many", 2.5, True):
+        with pytest.raises(ConfigError, match="max_items must be an integer"):
+            evaluate(fitted, shapes_data, names=["disentanglement"],
+                     options={"disentanglement": {"max_items": bad}})
+
+
+def test_disentanglement_evaluation_reads_only_the_heldout_data(fitted, shapes_data) -> None:
+    def reload():
+        raise AssertionError("the evaluation must not load the training split")
+
+    run = RunContext(model=fitted, heldout=shapes_data, load_train=reload, seed=1)
+    assert factor_metrics(run, max_items=100).metrics["n_items"] == 100

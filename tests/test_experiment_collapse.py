@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from betavae_core.experiments import collapse as collapse_module
-from betavae_core.experiments import run_experiment
-from betavae_core.experiments.collapse import LABELS, collapse, conditions, table
+from betavae_science.experiments import collapse as collapse_module
+from betavae_science.experiments import run_experiment
+from betavae_science.experiments.collapse import LABELS, collapse, conditions, table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

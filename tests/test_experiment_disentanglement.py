@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from betavae_core.experiments import common
-from betavae_core.experiments.disentanglement import disentanglement
+from betavae_science.experiments import common
+from betavae_science.experiments.disentanglement import disentanglement
 
 SCORES = ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "mcc")
 

@@ -10,8 +10,8 @@ starts passing, so a change in the model or the experiment gets looked at.
 
 import pytest
 
-from betavae_core.experiments import common
-from betavae_core.experiments.identifiability import PRIORS, identifiability
+from betavae_science.experiments import common
+from betavae_science.experiments.identifiability import PRIORS, identifiability
 
 
 @pytest.fixture(scope="module")

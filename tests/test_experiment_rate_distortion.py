@@ -2,8 +2,8 @@
 
 import pytest
 
-from betavae_core.experiments import common
-from betavae_core.experiments.rate_distortion import decorrelation, rate_distortion
+from betavae_science.experiments import common
+from betavae_science.experiments.rate_distortion import decorrelation, rate_distortion
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@
 
 import argparse
 
-from betavae_core.experiments import run_experiment
-from betavae_core.experiments.collapse import table
+from betavae_science.experiments import run_experiment
+from betavae_science.experiments.collapse import table
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", default="runs/experiments/collapse",

@@ -6,7 +6,7 @@ same held-out items, on shapes and mixed_factors (a few minutes on 2 CPU cores).
 
 import argparse
 
-from betavae_core.experiments import run_experiment
+from betavae_science.experiments import run_experiment
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", default="runs/experiments/disentanglement",

@@ -6,8 +6,8 @@ mixed_factors (about 2 minutes on 2 CPU cores).
 
 import argparse
 
-from betavae_core.experiments import run_experiment
-from betavae_core.experiments.identifiability import table
+from betavae_science.experiments import run_experiment
+from betavae_science.experiments.identifiability import table
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", default="runs/experiments/identifiability",

@@ -1,5 +1,8 @@
 """Domain-free disentanglement and identifiability metrics on (latents, factors) arrays.
 
+The `disentanglement` evaluation (`betavae_science.evaluations`) and the experiments use
+them; they need scikit-learn (`pip install 'betavae[science]'`).
+
 Every metric takes plain arrays so any domain with ground-truth factors (or two fitted latent
 spaces, for MCC) can be scored: ``latents`` is (n, d), e.g. posterior means, and ``factors``
 is (n, k). ``discrete`` says which factors are categorical; where a metric needs discrete
@@ -35,7 +38,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.metrics import balanced_accuracy_score, mutual_info_score, r2_score
 from sklearn.tree import DecisionTreeClassifier
 
-from .errors import ConfigError, DataError
+from betavae_core import ConfigError, DataError
 
 __all__ = ["dci", "factorvae_score", "mcc", "mig", "sap"]
 

@@ -3,6 +3,10 @@
 Each experiment fits small models, measures an effect, checks its direction, and writes
 `result.json` plus PNG figures. `quick=True` runs a small configuration (seconds) that
 the test suite uses to catch regressions; the default configuration makes the figures.
+
+Importing this package is cheap: `EXPERIMENTS` holds only names, one-line help and
+"module:function" targets (the `betavae experiment` help lists them at start-up); an
+experiment's module, and with it torch, is imported when the experiment runs.
 """
 
 from __future__ import annotations
@@ -10,16 +14,21 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
-from .common import ExperimentResult, save
+import betavae_core as bv
+
+if TYPE_CHECKING:
+    from .common import ExperimentResult
 
 
 @dataclass(frozen=True)
 class Experiment:
+    """One experiment: its name, one line of help, and where its function lives."""
+
     name: str
     help: str
-    target: str  # "module:function", imported when the experiment runs
+    target: str  # "module:function" in this package, imported when the experiment runs
 
     def run(self, quick: bool = False, seed: int = 0) -> ExperimentResult:
         module, _, func = self.target.partition(":")
@@ -44,15 +53,23 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
 def run_experiment(name: str, out_dir: str | Path, quick: bool = False,
                    seed: int = 0) -> ExperimentResult:
     """Run one experiment and write its result.json and figures into a new `out_dir`."""
-    from ..checkpoint import new_output_dir
+    from .common import save
 
     if name not in EXPERIMENTS:
-        raise ConfigError(f"no experiment named {name!r}; available: "
-                          f"{', '.join(EXPERIMENTS)}.")
-    out = new_output_dir(out_dir)
+        raise bv.ConfigError(f"no experiment named {name!r}; available: "
+                             f"{', '.join(EXPERIMENTS)}.")
+    out = bv.new_output_dir(out_dir)
     result = EXPERIMENTS[name].run(quick=quick, seed=seed)
     save(result, out)
     return result
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ExperimentResult":
+        from .common import ExperimentResult
+
+        return ExperimentResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "run_experiment"]

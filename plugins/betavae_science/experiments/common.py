@@ -13,14 +13,18 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .. import checkpoint as ckpt
-from .. import plots
-from ..data import DomainData
-from ..model import BetaVAE, ModelConfig
-from ..objective import Objective
-from ..posterior import heldout_summary
-from ..sources import load_data
-from ..trainer import TrainConfig, fit
+from betavae_core import (
+    BetaVAE,
+    DomainData,
+    ModelConfig,
+    Objective,
+    TrainConfig,
+    fit,
+    heldout_summary,
+    load_data,
+    save_figure,
+    write_json,
+)
 
 
 @dataclass
@@ -109,11 +113,11 @@ def save(result: ExperimentResult, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for name, fig in result.figures.items():
-        plots.save_figure(fig, out / f"{name}.png")
+        save_figure(fig, out / f"{name}.png")
         files.append(f"{name}.png")
     doc = result.to_dict()
     doc["figures"] = files
-    ckpt.write_json(out / "result.json", doc)
+    write_json(out / "result.json", doc)
     return out
 
 

@@ -25,10 +25,9 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
 
-from .. import disentanglement as metrics
-from .. import information
-from ..data import DomainData
-from ..posterior import encode, evaluate_terms
+from betavae_core import DomainData, encode, evaluate_terms, information
+
+from .. import metrics
 from .common import ExperimentResult, dataset, quick_fit, single_threaded, timed
 
 

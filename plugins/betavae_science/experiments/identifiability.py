@@ -35,12 +35,18 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..data import DomainData
-from ..disentanglement import mcc
-from ..model import BetaVAE, ModelConfig
-from ..objective import Objective
-from ..posterior import encode, evaluate_terms
-from ..trainer import TrainConfig, fit
+from betavae_core import (
+    BetaVAE,
+    DomainData,
+    ModelConfig,
+    Objective,
+    TrainConfig,
+    encode,
+    evaluate_terms,
+    fit,
+)
+
+from ..metrics import mcc
 from .common import ExperimentResult, dataset, single_threaded, timed
 
 PRIORS = ("isotropic", "anisotropic")
