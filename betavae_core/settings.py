@@ -13,6 +13,7 @@ from .data import DomainData
 from .errors import ConfigError
 from .model import ModelConfig
 from .objective import Objective
+from .registry import DEFAULTABLE
 from .trainer import TrainConfig
 
 MODEL_KEYS = frozenset(f.name for f in fields(ModelConfig)) - {"event_shape", "covariate_dim",
@@ -35,6 +36,10 @@ def configs_for(
     unknown = sorted(set(given) - (MODEL_KEYS | TRAIN_KEYS | OBJECTIVE_KEYS))
     if unknown:
         raise ConfigError(f"unknown training setting(s) {unknown}.")
+    odd = sorted(set(data.defaults) - DEFAULTABLE)
+    if odd:
+        raise ConfigError(f"the {data.domain!r} data suggests unknown training defaults {odd}; "
+                          f"valid: {sorted(DEFAULTABLE)}.")
     from_domain = {k: v for k, v in data.defaults.items() if k not in given}
     merged = {**from_domain, **given}
     for key in ZERO_IS_OFF:

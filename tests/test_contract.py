@@ -71,6 +71,7 @@ def test_the_api_scan_catches_a_deep_import(tmp_path) -> None:
 
 
 def test_every_declared_name_resolves_and_none_shadows_a_submodule() -> None:
+    assert set(betavae_core._LAZY) | set(betavae_core._MODULES) <= set(betavae_core.__all__)
     modules = {p.stem for p in (ROOT / "betavae_core").glob("*.py")}
     for name in betavae_core.__all__:
         value = getattr(betavae_core, name)

@@ -9,7 +9,6 @@ import numpy as np
 
 from betavae_core.data import DomainData, check_finite
 from betavae_core.errors import DataError
-from betavae_core.registry import Dataset, Loader
 
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"

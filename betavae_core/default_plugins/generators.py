@@ -8,7 +8,6 @@ import numpy as np
 
 from betavae_core import plots
 from betavae_core.checkpoint import write_array, write_json
-from betavae_core.registry import Generator
 from betavae_core.context import RunContext
 from betavae_core.results import CandidateReport, GeneratedSamples
 
