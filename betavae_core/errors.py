@@ -27,6 +27,11 @@ class PluginError(BetaVAEError):
         self.plugin = plugin
 
 
+class MissingDependencyError(PluginError):
+    """A plugin's optional dependencies (its install extra) are not installed: the plugin
+    is listed as unavailable with the pip command, without a warning on every command."""
+
+
 class CheckpointError(BetaVAEError):
     """A checkpoint is unsafe to load, corrupt, or does not match the model."""
 

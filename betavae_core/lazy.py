@@ -14,7 +14,7 @@ import importlib.util
 from collections.abc import Callable
 from typing import Any
 
-from .errors import PluginError
+from .errors import MissingDependencyError, PluginError
 
 
 class LazyCallable:
@@ -68,7 +68,7 @@ def missing_modules(*modules: str) -> list[str]:
 
 
 def requires(*modules: str, extra: str | None = None, package: str = "betavae") -> None:
-    """Raise `PluginError` naming the missing modules and the install command.
+    """Raise `MissingDependencyError` naming the missing modules and the install command.
 
     Call it at the top of a plugin's entry-point module: the plugin is then listed as
     unavailable with that reason, and the rest of betavae keeps working.
@@ -76,5 +76,5 @@ def requires(*modules: str, extra: str | None = None, package: str = "betavae") 
     missing = missing_modules(*modules)
     if missing:
         target = f"'{package}[{extra}]'" if extra else " ".join(missing)
-        raise PluginError(f"needs {', '.join(missing)}, which is not installed; install it "
-                          f"with: pip install {target}")
+        raise MissingDependencyError(f"not installed: {', '.join(missing)}; add with: pip "
+                                     f"install {target}")

@@ -23,7 +23,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import BetaVAEError, PluginError
+from .errors import BetaVAEError, MissingDependencyError, PluginError
 from .registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "betavae"
@@ -193,6 +193,8 @@ class PluginHost:
                 self.pm.unregister(name=name)
         if self.strict:
             raise PluginError(f"plugin {info.name!r}: {reason}", plugin=info.name) from exc
+        if isinstance(exc, MissingDependencyError):
+            return  # an extra not installed is a choice: `betavae plugins` shows it
         warnings.warn(f"betavae plugin {info.name!r} is unavailable: {reason}", stacklevel=3)
 
 

@@ -121,10 +121,11 @@ requires("betavae_test_missing_module_x", "json", extra="imaginary")
 """
 
 
-def test_a_missing_extra_is_unavailable_with_the_pip_command(make_module, entry_points) -> None:
+def test_a_missing_extra_is_unavailable_with_the_pip_command(make_module, entry_points,
+                                                               recwarn) -> None:
     entry_points({"imaginary": make_module(MISSING_EXTRA)})
-    with pytest.warns(UserWarning, match="imaginary"):
-        get_host()
+    get_host()
+    assert not [w for w in recwarn if "imaginary" in str(w.message)]  # a choice, not a fault
     info = {i.name: i for i in plugin_infos()}["imaginary"]
     assert info.status == "unavailable"
     assert "betavae_test_missing_module_x" in info.reason and "json" not in info.reason
