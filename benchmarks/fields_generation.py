@@ -1,13 +1,14 @@
 """Generated 2D Ising configurations judged by their energy: factorised vs multiscale decoder.
 
-Two β-VAEs are fitted to the same Monte Carlo data (the `ising2d` dataset), differing
-only in the decoder likelihood: `spin` (independent Bernoulli per site, the usual
-choice) and `spin_multiscale` (sites drawn coarse to fine with learned couplings; the
-plugin's default). At T = 1.8, 2.27 and 3.0 each model generates configurations the way
-`betavae generate RUN -g temperature=T` does: fresh Monte Carlo configurations at T are
-encoded, z is drawn around each encoding, and a configuration is decoded. The table gives
-the 1-Wasserstein distance between the energy (and |m|) distributions of generated and
-Monte Carlo configurations, side by side, and their ratio.
+Two β-VAEs are fitted to the same Monte Carlo data (the `ising2d` dataset, with the
+training settings it suggests), differing only in the decoder likelihood: `spin`
+(independent Bernoulli per site, the usual choice) and `spin_multiscale` (sites drawn
+coarse to fine with learned couplings; the plugin's default). At T = 1.8, 2.27 and 3.0
+each model generates configurations the way `betavae generate RUN -g temperature=T` does
+off the training grid: fresh Monte Carlo configurations at T are encoded, z is drawn
+around each encoding, and a configuration is decoded. The table gives the 1-Wasserstein
+distance between the energy (and |m|) distributions of generated and Monte Carlo
+configurations, side by side, and their ratio.
 
 Fits are shared with fields_tc.py when --out is the same (the multiscale fit at L is
 the same run), and reused when the script is run again.
@@ -25,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fields_tc import fitted, ising
+from fields_tc import describe_fit, fit_settings, fitted, ising
 
-from betavae_core.plots import save_figure
+import betavae_core as bv
 from betavae_fields import physics
 from betavae_fields.evaluations import energy_histograms
 from betavae_fields.generation import monte_carlo_at
@@ -44,10 +45,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--t-max", type=float, default=3.2)
     p.add_argument("--n-temperatures", type=int, default=33)
     p.add_argument("--samples", type=int, default=300)
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--beta", type=float, default=1.0)
-    p.add_argument("--latent-dim", type=int, default=2)
-    p.add_argument("--channels", type=int, default=16)
+    unset = " [default: the dataset's suggestion]"
+    p.add_argument("--epochs", type=int, help="training epochs" + unset)
+    p.add_argument("--beta", type=float, help="β" + unset)
+    p.add_argument("--latent-dim", type=int, help="latent dimensions" + unset)
+    p.add_argument("--channels", type=int, help="lattice_conv channels" + unset)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/benchmarks/fields_tc")
     return p.parse_args()
@@ -58,12 +60,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     data, source = ising(args.L, args, seed=0)
+    settings = fit_settings(args)
     models = {}
     for label, likelihood in DECODERS.items():
-        args.likelihood = likelihood
         suffix = "" if likelihood == "spin_multiscale" else f"_{likelihood}"
         t0 = time.perf_counter()
-        models[label] = fitted(data, source, out / f"L{args.L}{suffix}", args)
+        models[label] = fitted(data, source, out / f"L{args.L}{suffix}",
+                               {**settings, "likelihood": likelihood})
         print(f"{label}: fit ready in {time.perf_counter() - t0:.0f} s", flush=True)
     rows, hists = [], {label: {} for label in DECODERS}
     for T in TEMPERATURES:
@@ -76,20 +79,20 @@ def main() -> None:
             row[label] = physics.compare_observables(gen_obs, ref_obs)
             hists[label][T] = (gen_obs[0], ref_obs[0])
         rows.append(row)
-    report(rows, args)
+    report(rows, args, describe_fit(data, settings))
     for label in DECODERS:
         name = DECODERS[label]
-        save_figure(energy_histograms(hists[label], "temperature"),
+        bv.save_figure(energy_histograms(hists[label], "temperature"),
                     out / f"L{args.L}_energy_{name}.png")
     print(f"wrote energy histograms into {out}/")
 
 
-def report(rows: list[dict], args) -> None:
+def report(rows: list[dict], args, fit_text: str) -> None:
     fac, mul = DECODERS
     print(f"\nGenerated vs Monte Carlo 2D Ising configurations, L = {args.L}, {args.n} per T")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}; β = {args.beta}, latent {args.latent_dim}, "
-          f"{args.epochs} epochs on {args.n_temperatures} x {args.samples} configurations\n")
+          f"torch {torch.__version__}; {fit_text} (likelihood as labelled), on "
+          f"{args.n_temperatures} x {args.samples} configurations\n")
     print("| T | <E> MC | <E> factorised | <E> multiscale | W1(E) factorised | "
           "W1(E) multiscale | ratio | W1(|m|) factorised | W1(|m|) multiscale |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -33,12 +33,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from betavae_fields.montecarlo import (
-    TC_ISING,
-    _IsingChains,
-    metropolis_reference,
-    sample_ising,
-)
+from betavae_fields.montecarlo import TC_ISING, metropolis_reference, sample_ising
+from betavae_fields.montecarlo.ising import IsingChains
 
 GOAL = 5.0
 
@@ -78,9 +74,9 @@ def plain_loop(args: argparse.Namespace) -> Callable[[], float]:
     return run
 
 
-def batched_chains(n: int, L: int, temps: np.ndarray, n_wolff: int, seed: int) -> _IsingChains:
+def batched_chains(n: int, L: int, temps: np.ndarray, n_wolff: int, seed: int) -> IsingChains:
     spins = np.ones((n, L, L), dtype=np.int8)
-    return _IsingChains(spins, 1.0 / temps, n_wolff, np.zeros(n, dtype=np.int64),
+    return IsingChains(spins, 1.0 / temps, n_wolff, np.zeros(n, dtype=np.int64),
                         np.random.default_rng(seed))
 
 

@@ -1,16 +1,17 @@
 """The 2D Ising critical temperature read from a β-VAE's latent space, at several L.
 
 For each lattice size L the script draws Monte Carlo configurations on a uniform
-temperature grid (training set: seed 0) and fits a β-VAE with the plugin's defaults
-(multiscale spin decoder, periodic conv architecture). It then encodes a second,
-independent and larger ensemble (seed 1, a finer grid over the same range: a variance
-needs many samples to be located to 0.1 %) and locates Tc(L) from the most informative
-latent alone: the peak of its susceptibility N Var|z| / T, the inflection of <|z|>, and
-the temperature where its Binder cumulant equals the 2D Ising critical value 0.61069.
-The same estimators on the first principal component of the configurations are the
-baseline. Each is extrapolated to L -> oo with Tc(L) = Tc + a/L (nu = 1), the Binder
-cumulants of successive sizes are crossed, and everything is compared with Onsager's
-Tc = 2 / ln(1 + sqrt 2) = 2.26919.
+temperature grid (training set: seed 0) and fits a β-VAE with the settings the ising2d
+dataset suggests (multiscale spin decoder, periodic conv architecture with 16 channels,
+β = 1, 2 latents, 25 epochs, early stopping off; the options below override them). It
+then encodes a second, independent and larger ensemble (seed 1, a finer grid over the
+same range: a variance needs many samples to be located to 0.1 %) and locates Tc(L) from
+the most informative latent alone: the peak of its susceptibility N Var|z| / T, the
+inflection of <|z|>, and the temperature where its Binder cumulant equals the 2D Ising
+critical value 0.61069. The same estimators on the first principal component of the
+configurations are the baseline. Each is extrapolated to L -> oo with Tc(L) = Tc + a/L
+(nu = 1), the Binder cumulants of successive sizes are crossed, and everything is
+compared with Onsager's Tc = 2 / ln(1 + sqrt 2) = 2.26919.
 
 Goals (issue 5): extrapolated relative error < 1 %; at the largest L alone < 2 %.
 Fits are kept in --out and reused (or resumed) when the script is run again.
@@ -32,8 +33,6 @@ import torch
 from matplotlib.figure import Figure
 
 import betavae_core as bv
-from betavae_core.checkpoint import CONFIG, WEIGHTS
-from betavae_core.plots import save_figure
 from betavae_fields import transition
 from betavae_fields.evaluations import critical_point
 
@@ -57,11 +56,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-temperatures", type=int, default=65,
                    help="temperatures of the independent ensemble the estimate is made on")
     p.add_argument("--eval-samples", type=int, default=2000, help="its configurations per T")
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--beta", type=float, default=1.0)
-    p.add_argument("--latent-dim", type=int, default=2)
-    p.add_argument("--channels", type=int, default=16)
-    p.add_argument("--likelihood", default="spin_multiscale")
+    unset = " [default: the dataset's suggestion]"
+    p.add_argument("--epochs", type=int, help="training epochs" + unset)
+    p.add_argument("--beta", type=float, help="β" + unset)
+    p.add_argument("--latent-dim", type=int, help="latent dimensions" + unset)
+    p.add_argument("--channels", type=int, help="lattice_conv channels" + unset)
+    p.add_argument("--likelihood", help="decoder likelihood [default: the data's own, "
+                                        "spin_multiscale]")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/benchmarks/fields_tc")
     return p.parse_args()
@@ -75,19 +76,33 @@ def ising(L: int, args: argparse.Namespace, seed: int, n_temperatures: int | Non
     return bv.load_data("ising2d", options=options)
 
 
-def fitted(data: bv.DomainData, source: dict, run_dir: Path, args) -> bv.BetaVAE:
+def fit_settings(args: argparse.Namespace) -> dict:
+    """The training settings the command line set (None: take the dataset's suggestion)."""
+    return {"epochs": args.epochs, "beta": args.beta, "latent_dim": args.latent_dim,
+            "likelihood": getattr(args, "likelihood", None), "threads": args.threads,
+            "progress": False,
+            "architecture_options": None if args.channels is None else {
+                "channels": args.channels}}
+
+
+def describe_fit(data: bv.DomainData, settings: dict) -> str:
+    """The settings a fit of `data` runs with, the suggested ones filled in."""
+    model, train, objective, _ = bv.configs_for(data, settings)
+    return (f"{train.epochs} epochs, β = {objective.beta}, latent {model.latent_dim}, "
+            f"likelihood {model.likelihood}, {model.architecture} "
+            f"{model.architecture_options}")
+
+
+def fitted(data: bv.DomainData, source: dict, run_dir: Path, settings: dict) -> bv.BetaVAE:
     """The fit in run_dir when it finished; otherwise fit (resuming what is there)."""
     report = run_dir / "report.json"
-    if report.exists() and (run_dir / WEIGHTS).exists() and "training" in json.loads(
+    if report.exists() and (run_dir / bv.WEIGHTS).exists() and "training" in json.loads(
             report.read_text()):
         return bv.load_run(run_dir).model
-    config = bv.ModelConfig.for_data(data, latent_dim=args.latent_dim,
-                                     likelihood=args.likelihood,
-                                     architecture_options={"channels": args.channels})
-    train = bv.TrainConfig(epochs=args.epochs, batch_size=128, patience=args.epochs,
-                           threads=args.threads, progress=False)
-    result = bv.fit(data, config, train, bv.Objective(beta=args.beta), out_dir=run_dir,
-                    resume=(run_dir / CONFIG).exists(), source=source)
+    model, train, objective, from_domain = bv.configs_for(data, settings)
+    result = bv.fit(data, model, train, objective, out_dir=run_dir,
+                    resume=(run_dir / bv.CONFIG).exists(), source=source,
+                    from_domain=from_domain)
     return result.model
 
 
@@ -96,7 +111,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     out = Path(args.out)
-    rows = []
+    settings = fit_settings(args)
+    rows, fit_text = [], ""
     for L in sizes:
         t0 = time.perf_counter()
         train_data, source = ising(L, args, seed=0)
@@ -104,28 +120,28 @@ def main() -> None:
                              samples=args.eval_samples)
         t_mc = time.perf_counter() - t0
         t0 = time.perf_counter()
-        model = fitted(train_data, source, out / f"L{L}", args)
+        fit_text = fit_text or describe_fit(train_data, settings)
+        model = fitted(train_data, source, out / f"L{L}", settings)
         t_fit = time.perf_counter() - t0
-        result = critical_point(model, test_data)
-        save_figure(result.figures["susceptibility"], out / f"L{L}_susceptibility.png")
+        result = critical_point(bv.RunContext(model=model, heldout=test_data, split="all"))
+        bv.save_figure(result.figures["susceptibility"], out / f"L{L}_susceptibility.png")
         rows.append({"L": L, "mc_seconds": t_mc, "fit_seconds": t_fit,
                      **{k: result.metrics[k] for k in ESTIMATORS.values()},
                      "latent_dim": result.metrics["latent_dim"],
                      "curves": result.metrics["curves"]})
         print(f"L={L}: MC/cache {t_mc:.0f} s, fit {t_fit:.0f} s, " + ", ".join(
             f"{name} {result.metrics[key]:.4f}" for name, key in ESTIMATORS.items()), flush=True)
-    report(rows, sizes, args, out)
+    report(rows, sizes, args, out, fit_text)
 
 
-def report(rows: list[dict], sizes: list[int], args, out: Path) -> None:
+def report(rows: list[dict], sizes: list[int], args, out: Path, fit_text: str) -> None:
     exact = transition.TC_ISING
     print(f"\n2D Ising Tc from the latent space vs PCA; exact Tc = {exact:.5f}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}; {args.n_temperatures} temperatures in "
           f"[{args.t_min}, {args.t_max}], {args.samples} configurations each (train); estimate "
           f"on an independent ensemble of {args.eval_temperatures} temperatures x "
-          f"{args.eval_samples} configurations; {args.epochs} epochs, β = "
-          f"{args.beta}, latent {args.latent_dim}, likelihood {args.likelihood}\n")
+          f"{args.eval_samples} configurations; {fit_text}\n")
     header = "| L | " + " | ".join(f"{n} (rel. err.)" for n in ESTIMATORS) + " |"
     print(header)
     print("|" + "---|" * (len(ESTIMATORS) + 1))
@@ -163,7 +179,7 @@ def report(rows: list[dict], sizes: list[int], args, out: Path) -> None:
             print(f"{name} at L = {last['L']}: {err:.2%} (goal < 2 %: "
                   f"{'PASS' if err < 0.02 else 'MISS'})")
     (out / "tc.json").write_text(json.dumps(summary, indent=2))
-    save_figure(extrapolation_figure(rows, sizes, exact), out / "tc_vs_inverse_L.png")
+    bv.save_figure(extrapolation_figure(rows, sizes, exact), out / "tc_vs_inverse_L.png")
     print(f"wrote {out / 'tc.json'} and {out / 'tc_vs_inverse_L.png'}")
 
 

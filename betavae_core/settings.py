@@ -22,6 +22,8 @@ TRAIN_KEYS = frozenset(f.name for f in fields(TrainConfig))
 OBJECTIVE_KEYS = frozenset(f.name for f in fields(Objective))
 # Settings for which 0 means "off" on the command line and in domain defaults.
 ZERO_IS_OFF = ("patience", "grad_clip")
+# Settings that are option dicts: the user's keys go over the domain's, key by key.
+MERGED = ("likelihood_options", "architecture_options")
 
 
 def configs_for(
@@ -41,6 +43,13 @@ def configs_for(
         raise ConfigError(f"the {data.domain!r} data suggests unknown training defaults {odd}; "
                           f"valid: {sorted(DEFAULTABLE)}.")
     from_domain = {k: v for k, v in data.defaults.items() if k not in given}
+    for key in MERGED:
+        suggested, chosen = data.defaults.get(key), given.get(key)
+        if isinstance(suggested, dict) and isinstance(chosen, dict):
+            kept = {k: v for k, v in suggested.items() if k not in chosen}
+            if kept:
+                from_domain[key] = kept
+                given = {**given, key: {**kept, **chosen}}
     merged = {**from_domain, **given}
     for key in ZERO_IS_OFF:
         if merged.get(key) == 0:

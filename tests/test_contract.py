@@ -217,6 +217,14 @@ def test_domain_defaults_fill_what_the_user_did_not_set(make_module, entry_point
         configs_for(data, {"betta": 2})
 
 
+def test_option_dicts_merge_the_users_keys_over_the_domains(shapes_data) -> None:
+    shapes_data.defaults = {"architecture_options": {"hidden": [32], "depth": 2},
+                            "latent_dim": 4}
+    model, _, _, from_domain = configs_for(shapes_data, {"architecture_options": {"hidden": [8]}})
+    assert model.architecture_options == {"hidden": [8], "depth": 2}
+    assert from_domain == {"latent_dim": 4, "architecture_options": {"depth": 2}}
+
+
 def test_cli_prints_and_records_the_domain_defaults(make_module, entry_points,
                                                     tmp_path) -> None:
     entry_points({"suggest": make_module(SUGGESTING)})

@@ -14,15 +14,11 @@ import numpy as np
 import pytest
 from scipy import integrate, signal
 
-from betavae_core.errors import ConfigError, DataError
+from betavae_core import ConfigError, DataError
 from betavae_fields import cache
 from betavae_fields.montecarlo import (
     TC_ISING,
     Ensemble,
-    _from_blocked,
-    _neighbour_sum,
-    _to_blocked,
-    _XYChains,
     integrated_autocorr_time,
     ising_observables,
     metropolis_reference,
@@ -34,6 +30,8 @@ from betavae_fields.montecarlo import (
     sample_xy,
     xy_observables,
 )
+from betavae_fields.montecarlo.blocked import from_blocked, neighbour_sum, to_blocked
+from betavae_fields.montecarlo.xy import XYChains
 
 
 def chain_mean(ens: Ensemble, control: float, values: np.ndarray) -> tuple[float, float]:
@@ -166,13 +164,13 @@ def test_blocked_layout_matches_rolled_lattice():
     rng = np.random.default_rng(0)
     for L in (2, 4, 6):
         x = rng.standard_normal((3, L, L))
-        blocked = _to_blocked(x)
-        np.testing.assert_array_equal(_from_blocked(blocked), x)
+        blocked = to_blocked(x)
+        np.testing.assert_array_equal(from_blocked(blocked), x)
         rolled = sum(np.roll(x, d, axis=a) for d in (1, -1) for a in (1, 2))
         for p in (0, 1):
             for q in (0, 1):
-                np.testing.assert_allclose(_neighbour_sum(blocked, p, q),
-                                           _to_blocked(rolled)[:, p, q])
+                np.testing.assert_allclose(neighbour_sum(blocked, p, q),
+                                           to_blocked(rolled)[:, p, q])
 
 
 # --- XY and phi^4 --------------------------------------------------------------------
@@ -181,7 +179,7 @@ def test_blocked_layout_matches_rolled_lattice():
 def test_xy_overrelaxation_conserves_energy():
     rng = np.random.default_rng(1)
     theta = rng.uniform(-np.pi, np.pi, (4, 8, 8)).astype(np.float32)
-    chains = _XYChains(theta, np.ones(4), overrelax=1, rng=rng)
+    chains = XYChains(theta, np.ones(4), overrelax=1, rng=rng)
     before = chains.observables()[0]
     for p, q in ((0, 0), (1, 1), (0, 1), (1, 0)):
         chains._reflect(p, q)

@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 
 import betavae_core
+from betavae_core import ConfigError, DataError
 from betavae_core.cli import main
-from betavae_core.errors import ConfigError, DataError
 from betavae_fields import montecarlo as mc
 from betavae_fields import physics
 from betavae_fields.likelihoods import MultiscaleSpin, Spin
@@ -86,6 +86,8 @@ def test_cli_train_evaluate_generate_on_ising(tmp_path):
     invoke("train", "ising2d", *TINY_ISING, "--epochs", "3", "--latent-dim", "2",
            "--arch-option", "channels=8", "--arch-option", "hidden=32", "--val-fraction",
            "0.5", "--quiet", "--out", run)
+    from_domain = json.loads((run / "config.json").read_text())["from_domain"]
+    assert from_domain["patience"] == 0 and "epochs" not in from_domain
     invoke("evaluate", run)
     results = json.loads((run / "report.json").read_text())["evaluation"]["results"]
     assert {"order_parameter", "critical_point", "generated_physics"} <= set(results)
@@ -100,6 +102,11 @@ def test_cli_train_evaluate_generate_on_ising(tmp_path):
     configs = np.load(out / "configs.npy")
     assert configs.dtype == np.int8 and set(np.unique(configs)) <= {-1, 1}
     assert (out / "energy_histogram.png").exists()
+    assert summary["reference"] == "new Monte Carlo configurations"  # 2.27: not on the grid
+    trained = tmp_path / "trained"
+    invoke("generate", run, "-n", "30", "--out", trained, "-g", "temperature=2.24")
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["reference"] == "the training configurations"  # read from run.train
     prior = tmp_path / "prior"
     invoke("generate", run, "-n", "20", "--out", prior)
     assert json.loads((prior / "summary.json").read_text())["how"] == "decoded prior draws"
@@ -151,9 +158,8 @@ def test_multiscale_decoder_gets_the_energy_the_factorised_one_misses():
 def test_latent_learns_the_magnetisation(tmp_path):
     data, _ = betavae_core.load_data("ising2d", options={"L": 16, "n_temperatures": 17,
                                                          "samples": 100})
-    model_config = betavae_core.ModelConfig.for_data(data, latent_dim=2, architecture_options={
-        "channels": 16})
-    result = betavae_core.fit(data, model_config, betavae_core.TrainConfig(epochs=20),
-                              betavae_core.Objective(beta=1.0), out_dir=tmp_path / "run")
+    # the dataset's suggestions: β = 1, 2 latents, 16 channels, early stopping off
+    configs = betavae_core.configs_for(data, {"epochs": 20, "progress": False})[:3]
+    result = betavae_core.fit(data, *configs, out_dir=tmp_path / "run")
     report = betavae_core.evaluate(result.model, data, names=["order_parameter"])
     assert report["order_parameter"]["best_abs_r"]["abs_magnetization"] > 0.9

@@ -9,13 +9,10 @@ transposed convolutions do not support circular padding).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from betavae_core.architectures import ArchitectureRequest, EncoderOutput, SkipGate
-from betavae_core.errors import ConfigError
+from betavae_core import ArchitectureRequest, ConfigError, EncoderOutput, SkipGate
 
 from .lattice import lattice_size
 
@@ -57,7 +54,7 @@ class LatticeEncoder(nn.Module):
             h = torch.cat([h, covariates], dim=1)
         h = self.dense(h)
         mu, logvar = self.head(h).chunk(2, dim=1)
-        return EncoderOutput(mu, logvar.clamp(-12.0, 8.0), h)
+        return EncoderOutput(mu, logvar, h)  # BetaVAE.encode clamps logvar
 
 
 class LatticeDecoder(nn.Module):
@@ -93,13 +90,14 @@ class LatticeDecoder(nn.Module):
 
 def build_lattice_conv(request: ArchitectureRequest, embedding: str = "identity") -> tuple[
         nn.Module, nn.Module]:
-    """Options: `channels` (default 32), `hidden` (default 256)."""
-    options: dict[str, Any] = dict(request.options)
-    channels = int(options.pop("channels", 32))
-    hidden = int(options.pop("hidden", 256))
-    if options:
-        raise ConfigError(f"unknown lattice_conv options {sorted(options)}; it takes "
-                          f"'channels' and 'hidden'.")
+    """Encoder and decoder for L x L items; `request.options` may set `channels` (default
+    32) and `hidden` (default 256), the options the plugin's record declares."""
+    return _build(request, embedding, **request.options)
+
+
+def _build(request: ArchitectureRequest, embedding: str, channels: int = 32,
+           hidden: int = 256) -> tuple[nn.Module, nn.Module]:
+    channels, hidden = int(channels), int(hidden)
     if channels < 1 or hidden < 1:
         raise ConfigError(f"channels and hidden must be >= 1; got {channels}, {hidden}.")
     if embedding not in EMBEDDINGS:

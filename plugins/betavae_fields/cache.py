@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from betavae_core.errors import ConfigError, DataError
+from betavae_core import ConfigError, DataError
 
 from .montecarlo import Ensemble
 

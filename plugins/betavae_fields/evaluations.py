@@ -6,6 +6,9 @@
   Ising, the exact value.
 * `generated_physics`: configurations decoded around Monte Carlo ones at chosen
   temperatures, judged by their energy and |m| distributions.
+
+Each receives the run (`betavae_core.RunContext`) and reads the model and the held-out
+data from it; the batched passes go through `betavae_core.encode` and `decode`.
 """
 
 from __future__ import annotations
@@ -16,10 +19,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-from betavae_core.data import DomainData
-from betavae_core.model import BetaVAE
-from betavae_core.posterior import encode
-from betavae_core.results import EvaluationResult
+import betavae_core as bv
+from betavae_core import BetaVAE, ConfigError, DomainData, EvaluationResult, RunContext
 
 from . import physics, transition
 
@@ -55,9 +56,10 @@ def first_component(data: DomainData) -> np.ndarray:
     return PCA(n_components=1, random_state=0).fit_transform(x)[:, 0]
 
 
-def order_parameter(model: BetaVAE, data: DomainData) -> EvaluationResult:
+def order_parameter(run: RunContext) -> EvaluationResult:
     """Pearson r of every latent (posterior mean; |mean| for |m|) with the observables."""
-    mu, logvar = encode(model, data)
+    model, data = run.model, run.heldout
+    mu, logvar = bv.encode(model, data)
     mu = mu - mu.mean(axis=0)  # |z| is measured from the symmetric point, as in critical_point
     names = list(data.factor_names)
     table = {
@@ -95,11 +97,12 @@ def _latent_vs_control(mu, control, control_name, order_dim, m_dim) -> Figure:
     return fig
 
 
-def critical_point(model: BetaVAE, data: DomainData) -> EvaluationResult:
+def critical_point(run: RunContext) -> EvaluationResult:
     """Critical point from the most informative latent alone, and from PCA's first
     component, by the susceptibility peak and the inflection of the mean |value|."""
+    model, data = run.model, run.heldout
     control_name, control = _control(data)
-    mu, logvar = encode(model, data)
+    mu, logvar = bv.encode(model, data)
     dim = order_latent(model, mu, logvar)
     n_sites = int(np.prod(data.event_shape))
     per_t = control_name == "temperature"
@@ -169,18 +172,24 @@ def _susceptibility_figure(latent, pca, metrics, control_name, dim) -> Figure:
     return fig
 
 
-def generated_physics(model: BetaVAE, data: DomainData, seed: int = 0) -> EvaluationResult:
-    """At up to three control values: decode around the Monte Carlo configurations there
-    and compare energy and |m| distributions with Monte Carlo's (1-Wasserstein)."""
+def generated_physics(run: RunContext, controls: float | list[float] | None = None
+                      ) -> EvaluationResult:
+    """At a few control values (`controls`, each moved to the nearest one in the data;
+    default: three per model): decode around the Monte Carlo configurations there and
+    compare energy and |m| distributions with Monte Carlo's (1-Wasserstein)."""
+    data = run.heldout
     control_name, control = _control(data)
     kind = data.attrs.get("model", "ising")
     grid = np.unique(control)
-    wanted = GENERATION_CONTROLS.get(kind, list(np.quantile(grid, [0.1, 0.5, 0.9])))
+    if controls is None:
+        wanted = GENERATION_CONTROLS.get(kind, list(np.quantile(grid, [0.1, 0.5, 0.9])))
+    else:
+        wanted = _wanted_controls(controls)
     chosen = physics.nearest_controls(grid, wanted)
     rows, hists = {}, {}
     for c in chosen:
         at = data.subset(np.flatnonzero(control == c))
-        generated, _ = physics.decode_around(model, at, seed=seed)
+        generated, _ = physics.decode_around(run.model, at, seed=run.seed)
         gen_obs = physics.observables(kind, generated, c, data.attrs)
         ref_obs = physics.observables(kind, at.x.numpy(), c, data.attrs)
         rows[f"{c:g}"] = physics.compare_observables(gen_obs, ref_obs)
@@ -189,6 +198,18 @@ def generated_physics(model: BetaVAE, data: DomainData, seed: int = 0) -> Evalua
                "mean_w1_energy": float(np.mean([r["w1_energy"] for r in rows.values()]))}
     return EvaluationResult(metrics=metrics,
                             figures={"energy_histograms": energy_histograms(hists, control_name)})
+
+
+def _wanted_controls(controls: float | list[float]) -> list[float]:
+    """The `controls` option as a list of finite numbers (`ConfigError` otherwise)."""
+    try:
+        values = np.atleast_1d(np.asarray(controls, dtype=np.float64))
+    except (TypeError, ValueError):
+        values = np.array([])
+    if values.ndim != 1 or not len(values) or not np.isfinite(values).all():
+        raise ConfigError(f"generated_physics: controls must be one or more numbers "
+                          f"(e.g. controls=1.8,2.27); got {controls!r}.")
+    return [float(v) for v in values]
 
 
 def energy_histograms(hists: dict[float, tuple[np.ndarray, np.ndarray]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from betavae_core.errors import DataError
+from betavae_core import DataError
 
 
 def lattice_size(shape: tuple[int, ...] | torch.Size, what: str = "items") -> int:

@@ -18,15 +18,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from betavae_core.errors import ConfigError
-from betavae_core.likelihoods import Likelihood
+from betavae_core import ConfigError, Likelihood
 
 from .lattice import check_spins, lattice_size, multiscale_masks
 
@@ -62,8 +60,8 @@ class Spin(Likelihood):
 
     params_per_element = 1
 
-    def __init__(self, event_shape: tuple[int, ...], **options: Any) -> None:
-        super().__init__(event_shape, **options)
+    def __init__(self, event_shape: tuple[int, ...]) -> None:
+        super().__init__(event_shape)
         lattice_size(self.event_shape)
 
     def check_data(self, x: torch.Tensor) -> None:
@@ -189,8 +187,8 @@ class VonMises(Likelihood):
 
     params_per_element = 2
 
-    def __init__(self, event_shape: tuple[int, ...], **options: Any) -> None:
-        super().__init__(event_shape, **options)
+    def __init__(self, event_shape: tuple[int, ...]) -> None:
+        super().__init__(event_shape)
         lattice_size(self.event_shape)
 
     def check_data(self, x: torch.Tensor) -> None:

@@ -6,12 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.stats import wasserstein_distance
 
-from betavae_core.data import DomainData
-from betavae_core.model import BetaVAE
-from betavae_core.posterior import batches
+import betavae_core as bv
 
 from . import montecarlo as mc
 
@@ -30,29 +27,20 @@ def observables(model: str, configs: np.ndarray, control: float | np.ndarray,
     return np.asarray(energy, dtype=np.float64), np.abs(np.asarray(m, dtype=np.float64))
 
 
-@torch.no_grad()
-def decode_around(model: BetaVAE, data: DomainData, seed: int = 0,
-                  batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def decode_around(model: bv.BetaVAE, data: bv.DomainData, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """For each item: z ~ q(z | x), then a configuration drawn from p(x | z).
 
     Returns (configurations (n, L, L), latents (n, d)). Sampling around the encodings of
     Monte Carlo configurations at one temperature draws from the model's aggregate
     posterior at that temperature, so no temperature conditioning is needed.
     """
-    model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    out, zs = [], []
-    with torch.random.fork_rng(devices=[] if model.device.type == "cpu" else [model.device]):
-        torch.manual_seed(seed)
-        for sl in batches(len(data), batch_size):
-            x = data.x[sl].to(model.device)
-            cov = None if data.covariates is None else data.covariates[sl].to(model.device)
-            enc = model.encode(x, cov)
-            eps = torch.randn(enc.mu.shape, generator=gen).to(model.device)
-            z = enc.mu + eps * torch.exp(0.5 * enc.logvar)
-            out.append(model.decode(z, cov).sample().cpu())
-            zs.append(z.cpu())
-    return torch.cat(out).numpy(), torch.cat(zs).numpy()
+    mu, logvar = bv.encode(model, data)
+    eps = np.random.default_rng(seed).standard_normal(mu.shape)
+    z = (mu + eps * np.exp(0.5 * logvar)).astype(np.float32)
+    decoded = bv.decode(model, z, covariates=data.covariates, context=data.context or None,
+                        mean=False, sample=True, seed=seed)
+    return decoded.sample.numpy(), z
 
 
 def compare(generated: np.ndarray, reference: np.ndarray, model: str, control: float,

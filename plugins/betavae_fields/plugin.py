@@ -1,105 +1,129 @@
-"""The hooks betavae_fields implements: the entry point `fields` points here."""
+"""The hooks betavae_fields implements: the entry point `fields` points here.
+
+Everything the plugin offers is registered in this one module. Records carry lazy
+callables, so loading the plugin (for `betavae --help` too) imports neither torch nor
+numpy: each module is imported on the first call of one of its functions.
+"""
 
 from __future__ import annotations
 
-from functools import partial
+import betavae_core as bv
 
-from betavae_core.hookspecs import hookimpl
-from betavae_core.registry import (
-    Architecture,
-    Dataset,
-    Evaluation,
-    Generator,
-    LikelihoodSpec,
-    Loader,
-)
+bv.requires("sklearn", extra="fields")  # PCA, the baseline the evaluations compare with
 
-from . import datasets, evaluations, generation, likelihoods
-from .architecture import build_lattice_conv
+DOMAIN = "fields"
+IMPL = "betavae_fields"
 
-DOMAIN = datasets.DOMAIN
+#: Training settings a lattice dataset suggests: what `benchmarks/fields_tc.py`,
+#: `fields_generation.py` and `examples/fields_demo.py` train with. β = 1, two latents
+#: (room for the order parameter and one more), a 16-channel periodic conv, 25 epochs
+#: with early stopping off (the best epoch is kept). The likelihood and architecture
+#: come with the data (`datasets.MODEL_DEFAULTS`: spin_multiscale for Ising, ...).
+TRAINING_DEFAULTS = {
+    "beta": 1.0, "latent_dim": 2, "architecture_options": {"channels": 16}, "epochs": 25,
+    "patience": 0, "batch_size": 128,
+}
+CONV_OPTIONS = {"channels": 32, "hidden": 256}
 
 
-@hookimpl
-def register_datasets(register):
-    register(Dataset(
-        name="ising2d", domain=DOMAIN, load=datasets.load_ising2d, has_factors=True,
+def _suggested() -> dict:
+    """A fresh copy of TRAINING_DEFAULTS for one record (its nested dict included)."""
+    return {**TRAINING_DEFAULTS,
+            "architecture_options": dict(TRAINING_DEFAULTS["architecture_options"])}
+
+
+@bv.hookimpl
+def register_datasets(register: bv.Register) -> None:
+    register(bv.Dataset(
+        name="ising2d", domain=DOMAIN, load=bv.lazy(f"{IMPL}.datasets:load_ising2d"),
+        has_factors=True, defaults=_suggested(),
         options={"L": 16, "t_min": 1.6, "t_max": 3.2, "n_temperatures": 21, "samples": 200,
                  "seed": 0},
         help="2D Ising spins from Monte Carlo (Wolff near Tc, Metropolis elsewhere).",
     ))
-    register(Dataset(
-        name="xy2d", domain=DOMAIN, load=datasets.load_xy2d, has_factors=True,
+    register(bv.Dataset(
+        name="xy2d", domain=DOMAIN, load=bv.lazy(f"{IMPL}.datasets:load_xy2d"),
+        has_factors=True, defaults=_suggested(),
         options={"L": 16, "t_min": 0.4, "t_max": 1.6, "n_temperatures": 13, "samples": 200,
                  "seed": 0},
         help="2D XY angles from Monte Carlo (Metropolis + over-relaxation).",
     ))
-    register(Dataset(
-        name="phi4_2d", domain=DOMAIN, load=datasets.load_phi4_2d, has_factors=True,
+    register(bv.Dataset(
+        name="phi4_2d", domain=DOMAIN, load=bv.lazy(f"{IMPL}.datasets:load_phi4_2d"),
+        has_factors=True, defaults=_suggested(),
         options={"L": 16, "k_min": 0.25, "k_max": 0.45, "n_kappas": 11, "samples": 200,
                  "lam": 1.0, "seed": 0},
         help="2D phi^4 scalar fields from Monte Carlo across the hopping parameter kappa.",
     ))
 
 
-@hookimpl
-def register_loaders(register):
-    register(Loader(
-        name="lattice_npz", domain=DOMAIN, claims=datasets.claims_lattice_npz,
-        load=datasets.load_lattice_npz,
+@bv.hookimpl
+def register_loaders(register: bv.Register) -> None:
+    register(bv.Loader(
+        name="lattice_npz", domain=DOMAIN, claims=bv.lazy(f"{IMPL}.loaders:claims_lattice_npz"),
+        load=bv.lazy(f"{IMPL}.loaders:load_lattice_npz"),
+        options={"model": "auto", "lam": 1.0}, defaults=_suggested(),
         help=".npz with configs (n, L, L) and temperature (or kappa) per configuration.",
     ))
 
 
-@hookimpl
-def register_likelihoods(register):
-    register(LikelihoodSpec(
-        name="spin", domain=DOMAIN, build=likelihoods.Spin,
+@bv.hookimpl
+def register_likelihoods(register: bv.Register) -> None:
+    register(bv.LikelihoodSpec(
+        name="spin", domain=DOMAIN, build=bv.lazy(f"{IMPL}.likelihoods:Spin"),
         help="Independent Bernoulli per site on +-1 spins (factorised baseline).",
     ))
-    register(LikelihoodSpec(
-        name="spin_multiscale", domain=DOMAIN, build=likelihoods.MultiscaleSpin,
+    register(bv.LikelihoodSpec(
+        name="spin_multiscale", domain=DOMAIN,
+        build=bv.lazy(f"{IMPL}.likelihoods:MultiscaleSpin"), options={"kernel": 3, "levels": 2},
         help="+-1 spins drawn coarse to fine with learned couplings (correlated sites).",
     ))
-    register(LikelihoodSpec(
-        name="von_mises", domain=DOMAIN, build=likelihoods.VonMises,
+    register(bv.LikelihoodSpec(
+        name="von_mises", domain=DOMAIN, build=bv.lazy(f"{IMPL}.likelihoods:VonMises"),
         help="Von Mises per site, for angles (XY model).",
     ))
 
 
-@hookimpl
-def register_architectures(register):
-    register(Architecture(
-        name="lattice_conv", domain=DOMAIN, build=build_lattice_conv,
+@bv.hookimpl
+def register_architectures(register: bv.Register) -> None:
+    register(bv.Architecture(
+        name="lattice_conv", domain=DOMAIN,
+        build=bv.lazy(f"{IMPL}.architecture:build_lattice_conv"), options=CONV_OPTIONS,
         help="Convolutions with periodic padding for L x L fields (channels, hidden).",
     ))
-    register(Architecture(
+    register(bv.Architecture(
         name="lattice_conv_angles", domain=DOMAIN,
-        build=partial(build_lattice_conv, embedding="circle"),
+        build=bv.lazy(f"{IMPL}.architecture:build_lattice_conv", embedding="circle"),
+        options=CONV_OPTIONS,
         help="lattice_conv that reads angles as (cos, sin).",
     ))
 
 
-@hookimpl
-def register_evaluations(register):
-    register(Evaluation(
-        name="order_parameter", domain=DOMAIN, evaluate=evaluations.order_parameter,
-        requires_factors=True,
+@bv.hookimpl
+def register_evaluations(register: bv.Register) -> None:
+    register(bv.Evaluation(
+        name="order_parameter", domain=DOMAIN,
+        evaluate=bv.lazy(f"{IMPL}.evaluations:order_parameter"), requires_factors=True,
         help="Correlation of each latent with temperature, energy, m and |m| (and PCA's).",
     ))
-    register(Evaluation(
-        name="critical_point", domain=DOMAIN, evaluate=evaluations.critical_point,
+    register(bv.Evaluation(
+        name="critical_point", domain=DOMAIN,
+        evaluate=bv.lazy(f"{IMPL}.evaluations:critical_point"),
         help="Critical point from the latent space alone vs PCA (and the exact Tc).",
     ))
-    register(Evaluation(
-        name="generated_physics", domain=DOMAIN, evaluate=evaluations.generated_physics,
-        help="Energy and |m| of configurations decoded around MC ones (Wasserstein).",
+    register(bv.Evaluation(
+        name="generated_physics", domain=DOMAIN,
+        evaluate=bv.lazy(f"{IMPL}.evaluations:generated_physics"), options={"controls": None},
+        help="Energy and |m| of configurations decoded around MC ones (Wasserstein); "
+             "controls=T1,T2,... (default: three per model).",
     ))
 
 
-@hookimpl
-def register_generators(register):
-    register(Generator(
-        name="lattice", domain=DOMAIN, generate=generation.generate_lattice,
-        help="Configurations from the prior or at a chosen temperature, with physics.",
+@bv.hookimpl
+def register_generators(register: bv.Register) -> None:
+    register(bv.Generator(
+        name="lattice", domain=DOMAIN, generate=bv.lazy(f"{IMPL}.generation:generate_lattice"),
+        samples="latents", options={"temperature": None, "kappa": None},
+        help="Configurations from the prior, or at a chosen temperature (kappa for phi^4), "
+             "with their physics.",
     ))

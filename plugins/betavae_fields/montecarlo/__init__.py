@@ -1,0 +1,33 @@
+"""Monte Carlo ensembles of 2D lattice fields: Ising, XY and phi^4, with exact checks.
+
+Every sampler keeps all chains of all control values in one (C, L, L) array and updates
+them together, so a spin update costs a share of a few numpy passes over one large
+array instead of Python overhead on many small ones. The modules, by role:
+
+- `blocked`: the blocked checkerboard layout (C, 2, 2, L/2, L/2) the chains hold their
+  lattices in, so each Metropolis pass touches one contiguous sublattice;
+- `ising` (Wolff near Tc, Metropolis elsewhere), `xy` (Metropolis + over-relaxation),
+  `phi4` (Metropolis across kappa): one chains object and one public sampler each;
+- `schedule`: thermalisation with adaptation, the pilot run that measures tau, and the
+  thinned collection every sampler shares; `autocorrelation`: tau itself;
+- `observables` (energy, magnetisation; also for generated configurations), `exact`
+  (Onsager), `checks` (parameter checks), `ensemble` (what a sampler returns).
+
+The public names are re-exported here: `from betavae_fields import montecarlo as mc`.
+"""
+
+from .autocorrelation import integrated_autocorr_time
+from .ensemble import Ensemble
+from .exact import TC_ISING, onsager_energy, onsager_magnetization
+from .ising import metropolis_reference, sample_ising
+from .observables import ising_observables, phi4_observables, xy_observables
+from .phi4 import DEFAULT_LAM, KAPPA_C_PHI4, sample_phi4
+from .schedule import MAX_SPACING
+from .xy import sample_xy
+
+__all__ = [
+    "DEFAULT_LAM", "Ensemble", "KAPPA_C_PHI4", "MAX_SPACING", "TC_ISING",
+    "integrated_autocorr_time", "ising_observables", "metropolis_reference",
+    "onsager_energy", "onsager_magnetization", "phi4_observables", "sample_ising",
+    "sample_phi4", "sample_xy", "xy_observables",
+]
