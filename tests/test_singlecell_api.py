@@ -12,8 +12,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 anndata = pytest.importorskip("anndata")
 import betavae_singlecell as bsc  # noqa: E402
-from betavae_core import DataError  # noqa: E402
-from betavae_core.errors import ConfigError, OutputExistsError  # noqa: E402
+from betavae_core import ConfigError, DataError, OutputExistsError  # noqa: E402
 from betavae_singlecell import likelihoods  # noqa: E402
 
 FIT = {"likelihood": "nb", "n_latent": 6, "epochs": 30, "batch_size": 64, "progress": False,

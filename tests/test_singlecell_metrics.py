@@ -13,16 +13,11 @@ import torch
 from matplotlib.figure import Figure
 from scipy import sparse
 
-from betavae_core import DomainData, ModelConfig, SparseRows, TrainConfig, fit
-from betavae_core.errors import ConfigError
+import betavae_core as bv
+from betavae_core import ConfigError, DomainData, ModelConfig, SparseRows, TrainConfig, fit
+from betavae_singlecell import evaluations as ev
 from betavae_singlecell import metrics as M
 from betavae_singlecell import plots
-from betavae_singlecell.evaluations import (
-    evaluations,
-    singlecell_generated,
-    singlecell_heldout,
-    singlecell_latent,
-)
 
 matplotlib.use("Agg")
 
@@ -230,11 +225,41 @@ def _finite_numbers(d):
             _finite_numbers(value)
 
 
+def run_of(model, data, seed=0):
+    """What the core hands an evaluation: the model and the cells to evaluate."""
+    return bv.RunContext(model=model, heldout=data, seed=seed, split="all")
+
+
+def singlecell_latent(model, data, **options):
+    return ev.singlecell_latent(run_of(model, data), **options)
+
+
+def singlecell_heldout(model, data, **options):
+    return ev.singlecell_heldout(run_of(model, data), **options)
+
+
+def singlecell_generated(model, data, **options):
+    return ev.singlecell_generated(run_of(model, data), **options)
+
+
 def test_evaluations_are_singlecell_records():
-    names = {e.name: e for e in evaluations()}
+    names = {e.name: e for e in bv.registry("evaluations") if e.plugin == "singlecell"}
     assert set(names) == {"singlecell_latent", "singlecell_heldout", "singlecell_generated"}
     data = synthetic_cells(n_per=5)
     assert all(e.domain == "singlecell" and e.applies_to(data) for e in names.values())
+
+
+def test_core_evaluate_passes_declared_options_and_refuses_others(fitted):
+    model, data = fitted
+    report = bv.evaluate(model, data, names=["singlecell_latent", "singlecell_heldout"],
+                         options={"singlecell_latent": {"batch_key": False, "max_cells": 90},
+                                  "singlecell_heldout": {"n_samples": 2}})
+    assert report["singlecell_latent"]["n_cells_scored"] == 90
+    assert report["singlecell_latent"]["n_batches"] == 0
+    assert report["singlecell_heldout"]["iw_samples"] == 2
+    with pytest.raises(ConfigError, match=r"no option\(s\) \['n_pc'\].*n_pcs \(default 50\)"):
+        bv.evaluate(model, data, names=["singlecell_latent"],
+                    options={"singlecell_latent": {"n_pc": 3}})
 
 
 def test_singlecell_latent_reports_ours_beside_pca(fitted):
@@ -264,8 +289,6 @@ def test_singlecell_latent_reports_ours_beside_pca(fitted):
 
 def test_singlecell_latent_large_data_path_missing_labels_and_covariate_batches(
         fitted, monkeypatch):
-    from betavae_singlecell import evaluations as ev
-
     model, data = fitted
     monkeypatch.setattr(ev, "DENSE_LIMIT", 30 * 100)  # PCA fitted on 100 cells, all projected
     labels = data.metadata["cell_type"].astype(object)

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from betavae_core.architectures import ArchitectureRequest, EncoderOutput
-from betavae_core.errors import ConfigError
+from betavae_core import ArchitectureRequest, ConfigError, EncoderOutput
 
-OPTIONS = {"hidden": [128], "dropout": 0.1, "normalise_input": "auto", "norm": "auto"}
+from .plugin import ARCHITECTURE_OPTIONS as OPTIONS
+
 NORMS = ("batch", "layer")
 TARGET_SUM = 1e4
 
@@ -72,7 +72,7 @@ class ExpressionEncoder(nn.Module):
         for block in self.blocks:
             h = block(h, covariates)
         mu, logvar = self.head(h).chunk(2, dim=1)
-        return EncoderOutput(mu, logvar.clamp(-12.0, 8.0), h)
+        return EncoderOutput(mu, logvar, h)  # BetaVAE.encode clamps the log-variance
 
 
 class ExpressionDecoder(nn.Module):
@@ -103,11 +103,7 @@ def build_expression_mlp(request: ArchitectureRequest) -> tuple[nn.Module, nn.Mo
     `normalise_input` (encoder reads log1p of counts per 10,000 instead of log1p of
     counts), `norm` ("batch" or "layer"); both "auto" by default: batch normalisation on
     log1p counts without batch covariates, layer normalisation on counts per 10,000 with
-    them."""
-    unknown = set(request.options) - set(OPTIONS)
-    if unknown:
-        raise ConfigError(f"unknown expression_mlp options {sorted(unknown)}; it takes "
-                          f"{sorted(OPTIONS)}.")
+    them. The core has already refused options not in `OPTIONS` (the record's)."""
     if request.skip != "none":
         raise ConfigError("expression_mlp has no skip connections; use --skip none.")
     raw = request.options.get("hidden", OPTIONS["hidden"])

@@ -17,18 +17,17 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from betavae_core.data import DomainData
-from betavae_core.errors import DataError
-from betavae_core.rows import RowSource
+import betavae_core as bv
+from betavae_core import DataError
 
 from .likelihoods import COUNT_LIKELIHOODS
+from .plugin import DOMAIN, training_defaults
 
-DOMAIN = "singlecell"
 BLOCK = 8192
 ZERO_POLICIES = ("drop", "error")
 
 
-class AnnDataRows(RowSource):
+class AnnDataRows(bv.RowSource):
     """Rows of an expression matrix (numpy, scipy sparse, or backed on disk), optionally
     restricted to and reordered by `columns`, densified to float32 on request."""
 
@@ -254,13 +253,16 @@ def to_domain_data(
     batches: Sequence[str] | None = None,
     zeros: str = "drop",
     fitting: bool = True,
-) -> tuple[DomainData, np.ndarray]:
+) -> tuple[bv.DomainData, np.ndarray]:
     """Cells of `adata` as `DomainData`, and the row index of the cells it kept.
 
     `likelihood=None` chooses: "nb" for raw counts, "gaussian" otherwise. With `fitting`,
     cells and genes with no counts at all are dropped with a warning (or
     refused with `zeros="error"`). Otherwise (encoding for a fitted model) every cell is
     kept and `genes` / `batches` give the model's gene order and batch categories.
+    `attrs["batch_counts"]` holds the number of kept cells per batch (generation draws
+    batches in these proportions), and `defaults` the domain's suggested training
+    settings for this many cells (`plugin.training_defaults`).
     """
     if zeros not in ZERO_POLICIES:
         raise DataError(f"zeros must be one of {ZERO_POLICIES}; got {zeros!r}.")
@@ -283,7 +285,7 @@ def to_domain_data(
         keep_cells, columns = _drop_empty(result, zeros, adata)
     gene_names = [str(v) for v in (adata.var_names if columns is None
                                    else adata.var_names[columns])]
-    rows: RowSource = AnnDataRows(matrix, columns)
+    rows = AnnDataRows(matrix, columns)
     batch_values = None if batch_key is None else batch_labels(adata, batch_key)
     categories = list(batches) if batches is not None else (
         [] if batch_values is None else sorted(set(batch_values[keep_cells])))
@@ -299,16 +301,26 @@ def to_domain_data(
         "label_key": label_key, "batches": categories,
         "library_log": library_stats(library[keep_cells], None if batch_values is None
                                      else batch_values[keep_cells], categories),
+        "batch_counts": _batch_counts(batch_values, keep_cells, categories),
         "n_cells_dropped": int(adata.n_obs - len(keep_cells)),
     }
-    data = DomainData(
+    data = bv.DomainData(
         x=rows, domain=DOMAIN, likelihood=likelihood, covariates=covariates,
         context={"library": torch.as_tensor(library, dtype=torch.float32).reshape(-1, 1)},
         metadata=metadata, attrs=attrs, generator="cells", architecture="expression_mlp",
+        defaults=training_defaults(len(keep_cells)),
     )
     if len(keep_cells) < adata.n_obs:
         data = data.subset(keep_cells)
     return data, keep_cells
+
+
+def _batch_counts(values: np.ndarray | None, keep: np.ndarray,
+                  categories: Sequence[str]) -> dict[str, int]:
+    if values is None:
+        return {}
+    kept = values[keep]
+    return {c: int((kept == c).sum()) for c in categories}
 
 
 def _library_of(matrix: Any, columns: np.ndarray) -> np.ndarray:

@@ -1,13 +1,12 @@
-"""Data that needs no download, as AnnData (`bsc.datasets`), and the loaders and named
-datasets the CLI reads through the `betavae` hooks."""
+"""Data that needs no download: as AnnData for the Python API (`bsc.datasets.synthetic()`,
+`bsc.datasets.pbmc68k_reduced()`), and as `DomainData` for the named datasets the CLI
+loads (`load_synthetic`, `load_pbmc68k_reduced`, registered in `plugin.py`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from betavae_core.data import DomainData
-from betavae_core.errors import DataError
+import betavae_core as bv
 
 from .conversion import to_domain_data
 
@@ -46,39 +45,15 @@ def pbmc68k_reduced() -> Any:
 
 def load_synthetic(n_cells: int = 2000, n_genes: int = 500, n_types: int = 5,
                    n_batches: int = 2, batch_effect: float = 0.5, seed: int = 0,
-                   batch_key: str | None = "batch") -> DomainData:
+                   batch_key: str | None = "batch") -> bv.DomainData:
+    """The `synthetic_counts` dataset: `synthetic(...)` as NB counts, conditioned on
+    `batch_key` (None or "" for no batch covariate), cell types as labels."""
     adata = synthetic(n_cells, n_genes, n_types, n_batches, batch_effect, seed)
-    return to_domain_data(adata, likelihood="nb", batch_key=batch_key,
+    return to_domain_data(adata, likelihood="nb", batch_key=batch_key or None,
                           label_key="cell_type")[0]
 
 
-def load_pbmc68k_reduced() -> DomainData:
+def load_pbmc68k_reduced() -> bv.DomainData:
+    """The `pbmc68k_reduced` dataset: log1p expression (Gaussian), `bulk_labels` as labels."""
     return to_domain_data(pbmc68k_reduced(), likelihood="gaussian",
                           label_key="bulk_labels")[0]
-
-
-def claims_expression(path: Path) -> bool:
-    from . import readers
-
-    return any(claims(path) for claims in (
-        readers.claims_h5ad, readers.claims_10x_h5, readers.claims_10x_mtx,
-        readers.claims_count_table, readers.claims_h5_matrix))
-
-
-def load_expression(path: Path, layer: str | None = None, batch_key: str | None = None,
-                    label_key: str | None = None, likelihood: str | None = None,
-                    zeros: str = "drop", **read_options: Any) -> DomainData:
-    """Read an expression file (h5ad, 10x h5 or mtx, count table, plain h5) and convert
-    it; `likelihood` defaults to nb for raw counts and gaussian otherwise."""
-    from . import readers
-
-    adata = readers.read(path, **read_options)
-    if label_key is None and "label" in adata.obs.columns:
-        label_key = "label"
-    try:
-        data, _ = to_domain_data(adata, layer=layer, likelihood=likelihood,
-                                 batch_key=batch_key, label_key=label_key, zeros=zeros)
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from exc
-    data.attrs["path"] = str(path)
-    return data

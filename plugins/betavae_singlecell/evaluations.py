@@ -9,10 +9,13 @@
 * `singlecell_generated`: prior draws decoded with real cells' batches and library sizes,
   judged by the per-gene mean, variance and zero fraction of the real cells.
 
-`data.x` may be a row source (sparse or on disk): it is only ever read one minibatch at a
-time. Options (all keyword, all optional) override `data.attrs["label_key"]` and
-`data.attrs["batch_key"]` and set the sizes; the core calls each evaluation without
-options.
+Each is called as `evaluate(run, **options)` with a `betavae_core.RunContext`: the fitted
+model (`run.model`), the cells to evaluate (`run.heldout`) and the seed (`run.seed`).
+`run.heldout.x` may be a row source (sparse or on disk): it is only ever read one minibatch
+at a time, and the model's passes go through `bv.encode`, `bv.decode` and
+`bv.evaluate_terms`. Options (declared on the records in `plugin.py`; `betavae evaluate
+--eval-option NAME.KEY=VALUE`) override `attrs["label_key"]` / `attrs["batch_key"]` and set
+the sizes.
 """
 
 from __future__ import annotations
@@ -25,17 +28,11 @@ import torch
 from matplotlib.figure import Figure
 from scipy import sparse
 
-from betavae_core.data import DomainData
-from betavae_core.errors import ConfigError
-from betavae_core.generate import sample
-from betavae_core.model import BetaVAE
-from betavae_core.posterior import batches, encode, evaluate_terms, minibatch
-from betavae_core.registry import Evaluation
-from betavae_core.results import EvaluationResult
+import betavae_core as bv
+from betavae_core import BetaVAE, ConfigError, DomainData, EvaluationResult, RunContext
 
 from . import metrics as M
 
-DOMAIN = "singlecell"
 TARGET_SUM = 1e4  # counts per cell after normalisation (scanpy's normalize_total default)
 DENSE_LIMIT = 5e7  # cells × genes above which the PCA is fitted on a subsample
 BATCH = 1024
@@ -113,8 +110,8 @@ def _subset_index(n: int, max_cells: int | None, seed: int) -> np.ndarray:
 
 def _read_rows(data: DomainData, rows: np.ndarray) -> np.ndarray:
     """Dense float32 rows of data.x at `rows`, read in minibatches."""
-    parts = [data.x[torch.as_tensor(rows[sl])].cpu().numpy() for sl in batches(len(rows),
-                                                                                 BATCH)]
+    parts = [data.x[torch.as_tensor(rows[sl])].cpu().numpy()
+             for sl in bv.batches(len(rows), BATCH)]
     return np.concatenate(parts).astype(np.float32, copy=False).reshape(len(rows), -1)
 
 
@@ -151,7 +148,7 @@ def pca_baseline(data: DomainData, n_pcs: int = 50, seed: int = 0) -> tuple[np.n
         projected = np.concatenate([
             pca.transform(_log_normalise(_read_rows(data, np.arange(sl.start, sl.stop)),
                                          counts))
-            for sl in batches(n, BATCH)])
+            for sl in bv.batches(n, BATCH)])
     info = {"n_components": int(k), "fit_cells": int(len(fit_rows)),
             "input": "log1p_normalised_1e4" if counts else "as_given",
             "explained_variance": _json_float(pca.explained_variance_ratio_.sum())}
@@ -188,8 +185,7 @@ def _leiden_available() -> bool:
 
 
 def singlecell_latent(
-    model: BetaVAE,
-    data: DomainData,
+    run: RunContext,
     *,
     label_key: str | bool | None = None,
     batch_key: str | bool | None = None,
@@ -198,7 +194,6 @@ def singlecell_latent(
     silhouette_cells: int | None = 5000,
     n_neighbors: int = 30,
     leiden: bool | None = None,
-    seed: int = 0,
 ) -> EvaluationResult:
     """Biological conservation and batch mixing of the posterior means, beside PCA.
 
@@ -215,11 +210,12 @@ def singlecell_latent(
     one-hot covariates); None (default) takes data.attrs["label_key"] /
     data.attrs["batch_key"], False or "" turns the label or batch metrics off.
     """
+    data, seed = run.heldout, run.seed
     label_key, labels = cell_labels(data, label_key)
     batch_key, batch = cell_batches(data, batch_key)
     rows = _subset_index(len(data), max_cells, seed)
     sub = data if len(rows) == len(data) else data.subset(rows)
-    mu, _ = encode(model, sub)
+    mu, _ = bv.encode(run.model, sub)
     pcs, pca_info = pca_baseline(sub, n_pcs=n_pcs, seed=seed)
 
     lab = None if labels is None else labels[rows]
@@ -320,8 +316,8 @@ def importance_weighted_nll(
                                        model.prior_scale().detach())
     nll, neg_elbo = [], []
     try:
-        for sl in batches(len(data), batch_size):
-            x, cov, ctx = minibatch(data, sl, model.device)
+        for sl in bv.batches(len(data), batch_size):
+            x, cov, ctx = bv.minibatch(data, sl, model.device)
             enc = model.encode(x, cov)
             std = torch.exp(0.5 * enc.logvar)
             q = torch.distributions.Normal(enc.mu, std)
@@ -341,13 +337,11 @@ def importance_weighted_nll(
 
 
 def singlecell_heldout(
-    model: BetaVAE,
-    data: DomainData,
+    run: RunContext,
     *,
     n_samples: int = 20,
     max_cells: int | None = None,
     batch_size: int = 256,
-    seed: int = 0,
 ) -> EvaluationResult:
     """Held-out likelihood per cell, in nats.
 
@@ -357,7 +351,8 @@ def singlecell_heldout(
     "iw_neg_elbo" (−ELBO from the same draws), "iw_gap" (iw_neg_elbo − iw_nll ≥ 0),
     "iw_samples", "n_cells", "n_cells_iw", "n_genes", "iw_nll_per_gene".
     """
-    terms = evaluate_terms(model, data, seed=seed)
+    model, data, seed = run.model, run.heldout, run.seed
+    terms = bv.evaluate_terms(model, data, seed=seed)
     rows = _subset_index(len(data), max_cells, seed)
     sub = data if len(rows) == len(data) else data.subset(rows)
     nll, neg_elbo = importance_weighted_nll(model, sub, n_samples=n_samples,
@@ -381,25 +376,29 @@ def singlecell_heldout(
 # --------------------------------------------------------------- singlecell_generated
 
 
-def _as_matrix(block: np.ndarray, as_sparse: bool):
-    return sparse.csr_matrix(block) if as_sparse else block
+def _as_matrix(block: np.ndarray) -> np.ndarray | sparse.csr_matrix:
+    """A block of cells x genes, as CSR when most of it is zero."""
+    return sparse.csr_matrix(block) if np.count_nonzero(block) < 0.5 * block.size else block
 
 
-def _stack(parts: list):
-    return sparse.vstack(parts, format="csr") if sparse.issparse(parts[0]) else np.vstack(parts)
+def _stack(parts: list) -> np.ndarray | sparse.csr_matrix:
+    if any(sparse.issparse(p) for p in parts):
+        return sparse.vstack([sparse.csr_matrix(p) for p in parts], format="csr")
+    return np.vstack(parts)
 
 
 def singlecell_generated(
-    model: BetaVAE,
-    data: DomainData,
+    run: RunContext,
     *,
     max_cells: int = 5000,
-    seed: int = 0,
     batch_size: int = 1024,
 ) -> EvaluationResult:
     """Prior draws decoded with the covariates (batches) and context (library sizes) of
     n = min(len(data), max_cells) real cells (a seeded random subset when the data is
     larger: cells are often stored sorted by batch), compared with those real cells.
+
+    Cells are handled `batch_size` at a time (real and generated blocks are kept sparse
+    when mostly zero), so memory stays at one block of dense genes.
 
     Metrics: `metrics.expression_agreement`'s summary ("mean_log1p_r",
     "variance_log1p_r", "zero_fraction_r", "zero_fraction_mae", "n_genes", "n_real",
@@ -408,24 +407,20 @@ def singlecell_generated(
     """
     if max_cells < 1:
         raise ConfigError(f"max_cells must be >= 1; got {max_cells}.")
-    rows = _subset_index(len(data), max_cells, seed)
+    model, data = run.model, run.heldout
+    rows = _subset_index(len(data), max_cells, run.seed)
+    latents = run.torch_generator()
     real_parts, gen_parts = [], []
-    for i, sl in enumerate(batches(len(rows), batch_size)):
+    for i, sl in enumerate(bv.batches(len(rows), batch_size)):
         idx = torch.as_tensor(rows[sl])
-        real = data.x[idx].cpu().numpy().reshape(len(idx), -1)
-        as_sparse = np.count_nonzero(real) < 0.5 * real.size
-        real_parts.append(_as_matrix(real, as_sparse))
+        real_parts.append(_as_matrix(data.x[idx].cpu().numpy().reshape(len(idx), -1)))
+        z = model.sample_prior(len(idx), generator=latents)
         cov = None if data.covariates is None else data.covariates[idx]
         ctx = {k: v[idx] for k, v in data.context.items()} or None
-        drawn = sample(model, len(idx), covariates=cov, context=ctx, seed=seed + i,
-                       attrs=data.attrs, batch_size=batch_size)
-        gen = drawn.sample.numpy().reshape(len(idx), -1)
-        gen_parts.append(_as_matrix(gen, np.count_nonzero(gen) < 0.5 * gen.size))
-    real_m = _stack([sparse.csr_matrix(p) for p in real_parts]
-                    if any(sparse.issparse(p) for p in real_parts) else real_parts)
-    gen_m = _stack([sparse.csr_matrix(p) for p in gen_parts]
-                   if any(sparse.issparse(p) for p in gen_parts) else gen_parts)
-    agreement = M.expression_agreement(real_m, gen_m)
+        drawn = bv.decode(model, z, covariates=cov, context=ctx, mean=False, sample=True,
+                          seed=run.seed + i, batch_size=batch_size).sample
+        gen_parts.append(_as_matrix(drawn.numpy().reshape(len(idx), -1)))
+    agreement = M.expression_agreement(_stack(real_parts), _stack(gen_parts))
     metrics = {k: (_json_float(v) if isinstance(v, float) else v)
                for k, v in agreement["summary"].items()}
     fig = gene_statistics_figure(agreement)
@@ -452,30 +447,3 @@ def gene_statistics_figure(agreement: dict[str, Any]) -> Figure:
         ax.set_title(f"per-gene {key.replace('_', ' ')}: r = "
                      + ("n/a" if r is None or not math.isfinite(r) else f"{r:.3f}"))
     return fig
-
-
-# ------------------------------------------------------------------------ registration
-
-
-def evaluations() -> list[Evaluation]:
-    """The single-cell evaluations, for the plugin's `register` hook."""
-    return [
-        Evaluation(
-            name="singlecell_latent", domain=DOMAIN,
-            help="cell-type ARI/NMI/silhouette and batch ASW/iLISI of the latent means, "
-                 "beside a 50-PC PCA of log-normalised counts",
-            evaluate=singlecell_latent,
-        ),
-        Evaluation(
-            name="singlecell_heldout", domain=DOMAIN,
-            help="held-out rate, distortion, −ELBO and importance-weighted −log p(x) per "
-                 "cell",
-            evaluate=singlecell_heldout,
-        ),
-        Evaluation(
-            name="singlecell_generated", domain=DOMAIN,
-            help="prior draws with real batches and library sizes against real cells: "
-                 "per-gene mean, variance and zero-fraction agreement",
-            evaluate=singlecell_generated,
-        ),
-    ]

@@ -3,25 +3,32 @@ a library size per cell, decoded to counts through the likelihood, as AnnData.
 
 Library sizes are drawn from the log-normal fitted to the training cells of the same
 batch, so generated cells have realistic depths; `obs` says how each cell was made.
+`generate_cells` is the `cells` generator of `betavae generate`; `bsc.tl.generate` calls
+`cells` with the same seed and gets the same cells. The generator's record asks the core
+for nothing (`samples="none"`): it draws its own latents and decodes once, with its own
+library sizes, through `bv.decode`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from betavae_core.errors import ConfigError
-from betavae_core.posterior import batches as row_batches
-from betavae_core.results import CandidateReport, GeneratedSamples
+import betavae_core as bv
+from betavae_core import BetaVAE, CandidateReport, ConfigError, GeneratedSamples, RunContext
 
 from .likelihoods import COUNT_LIKELIHOODS
+from .model import label_clouds
+
+# Cells decoded (and, for counts, made sparse) at once: one dense block in memory.
+DECODE_BLOCK = 2048
 
 
-def prior_latents(vae: Any, n: int, rng: np.random.Generator) -> np.ndarray:
+def prior_latents(vae: BetaVAE, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n draws from the model's prior N(0, diag(s^2))."""
     scale = vae.prior_scale().detach().cpu().numpy()
     return rng.standard_normal((n, vae.latent_dim)) * scale
 
@@ -77,29 +84,20 @@ def batch_one_hot(batches: list[str], names: np.ndarray | None, n: int) -> torch
     return torch.nn.functional.one_hot(codes, len(batches)).float()
 
 
-@torch.no_grad()
-def decode_cells(vae: Any, z: np.ndarray | torch.Tensor, covariates: torch.Tensor | None,
-                 library: np.ndarray, seed: int = 0, params: torch.Tensor | None = None,
-                 batch_size: int = 2048) -> tuple[Any, np.ndarray]:
-    """One draw of counts per latent (sparse CSR for count likelihoods) and the means."""
-    vae.eval()
-    device = vae.device
-    z = torch.as_tensor(np.asarray(z), dtype=torch.float32)
+def decode_counts(vae: BetaVAE, z: np.ndarray, covariates: torch.Tensor | None,
+                  library: np.ndarray, seed: int = 0) -> Any:
+    """One draw from the likelihood per latent, with `library` as its offset: sparse CSR
+    for count likelihoods (decoded `DECODE_BLOCK` cells at a time, so only one block is
+    ever dense), a dense array otherwise."""
     lib = torch.as_tensor(library, dtype=torch.float32).reshape(-1, 1)
     counts = vae.config.likelihood in COUNT_LIKELIHOODS
-    draws, means = [], []
-    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
-        torch.manual_seed(seed)
-        for sl in row_batches(len(z), batch_size):
-            cov = None if covariates is None else covariates[sl].to(device)
-            out = (params[sl].to(device) if params is not None
-                   else vae.decoder(z[sl].to(device), cov, None))
-            dist = vae.likelihood.distribution(out, {"library": lib[sl].to(device)})
-            x = dist.sample().cpu().numpy()
-            draws.append(sp.csr_matrix(x.astype(np.float32)) if counts else x)
-            means.append(dist.mean.cpu().numpy())
-    x_all = sp.vstack(draws).tocsr() if counts else np.concatenate(draws)
-    return x_all, np.concatenate(means)
+    parts = []
+    for i, sl in enumerate(bv.batches(len(z), DECODE_BLOCK)):
+        cov = None if covariates is None else covariates[sl]
+        x = bv.decode(vae, z[sl], covariates=cov, context={"library": lib[sl]}, mean=False,
+                      sample=True, seed=seed + i, batch_size=DECODE_BLOCK).sample.numpy()
+        parts.append(sp.csr_matrix(x.astype(np.float32)) if counts else x)
+    return sp.vstack(parts).tocsr() if counts else np.concatenate(parts)
 
 
 def cells_anndata(x: Any, z: np.ndarray, var_names: list[str], obs: dict[str, Any],
@@ -118,35 +116,67 @@ def cells_anndata(x: Any, z: np.ndarray, var_names: list[str], obs: dict[str, An
     return adata
 
 
-def generate_cells(samples: GeneratedSamples, out_dir: Path, **options: Any) -> CandidateReport:
-    """`betavae generate` for single-cell runs: prior draws decoded with library sizes
-    drawn per batch, written as `generated.h5ad` with a summary."""
-    unknown = set(options) - {"batch"}
-    if unknown:
-        raise ConfigError(f"unknown generator options {sorted(unknown)}; cells takes 'batch'.")
-    attrs, vae, n = samples.attrs, samples.model, len(samples.z)
-    rng = np.random.default_rng(int(torch.initial_seed()) % (2**32))
-    batches = list(attrs.get("batches") or [])
-    if samples.covariates is not None and options.get("batch") is None:
-        names = np.array([batches[i] for i in samples.covariates.argmax(dim=1).tolist()],
-                         dtype=object) if batches else None
-        cov = samples.covariates
+def cells(vae: BetaVAE, attrs: dict[str, Any], n: int, *, batch: str | None = None,
+          cell_type: str | None = None, clouds: dict[str, Any] | None = None,
+          seed: int = 0) -> Any:
+    """`n` new cells as AnnData with the model's genes (`attrs`: the training data's).
+
+    Latents come from the prior, or from the latent cloud of `cell_type` (`clouds`: per
+    label, the mean and covariance of its cells' posterior means); each cell gets a batch
+    (`batch`, or drawn in the training proportions `attrs["batch_counts"]`) and a library
+    size from that batch's training cells; counts are one draw from the likelihood. One
+    numpy generator seeded with `seed` makes every draw but the likelihood's, which
+    `bv.decode` seeds with `seed`. `obs` records how each cell was made.
+    """
+    if n < 1:
+        raise ConfigError(f"n must be >= 1; got {n}.")
+    rng = np.random.default_rng(seed)
+    if cell_type is None:
+        z = prior_latents(vae, n, rng)
     else:
-        names = choose_batches(batches, options.get("batch"), None, n, rng)
-        cov = batch_one_hot(batches, names, n)
-    params = None if (cov is not None and samples.covariates is None) else samples.params
+        z = cloud_latents(clouds or {}, str(cell_type), n, rng)
+    batches = list(attrs.get("batches") or [])
+    names = choose_batches(batches, batch, attrs.get("batch_counts"), n, rng)
     library = draw_library(attrs["library_log"], names, n, rng)
-    x, _ = decode_cells(vae, samples.z, cov, library, params=params)
-    obs: dict[str, Any] = {"generated_from": np.full(n, "prior", dtype=object),
+    x = decode_counts(vae, z, batch_one_hot(batches, names, n), library, seed=seed)
+    source = "prior" if cell_type is None else f"{cell_type} latent cloud"
+    obs: dict[str, Any] = {"generated_from": np.full(n, source, dtype=object),
                            "library_size": library}
     if names is not None:
         obs[attrs.get("batch_key") or "batch"] = names
-    adata = cells_anndata(x, samples.z.numpy(), list(attrs["var_names"]), obs,
-                          {"n": n, "source": "prior"})
-    path = Path(out_dir) / "generated.h5ad"
-    adata.write_h5ad(path)
-    summary = {"n_cells": n, "n_genes": adata.n_vars, "file": path.name,
-               "mean_library": float(library.mean()),
-               "zero_fraction": float(1 - (x.nnz if sp.issparse(x) else np.count_nonzero(x))
-                                      / (x.shape[0] * x.shape[1]))}
+    if cell_type is not None:
+        obs[attrs.get("label_key") or "cell_type"] = np.full(n, cell_type, dtype=object)
+    uns = {"n": int(n), "seed": int(seed), "source": source,
+           "likelihood": vae.config.likelihood}
+    return cells_anndata(x, z, list(attrs["var_names"]), obs, uns)
+
+
+def training_clouds(run: RunContext) -> dict[str, Any]:
+    """Latent clouds per label of the run's training cells (`attrs["label_key"]`)."""
+    key = run.attrs.get("label_key")
+    train = run.train
+    if not key or train is None or key not in train.metadata:
+        raise ConfigError("cell_type needs the run's training cells and their labels: fit "
+                          "with -o label_key=COLUMN on data betavae can load again (a model "
+                          "saved by bsc.tl.fit keeps its clouds: use bsc.tl.generate).")
+    mu, _ = bv.encode(run.model, train)
+    return label_clouds(mu, np.asarray(train.metadata[key], dtype=object).astype(str))
+
+
+def generate_cells(run: RunContext, samples: GeneratedSamples, *, batch: str | None = None,
+                   cell_type: str | None = None) -> CandidateReport:
+    """`betavae generate` for single-cell runs: `cells(...)` seeded with `run.seed`,
+    written as `generated.h5ad` into `run.out_dir`, with a summary. `cell_type` draws
+    around that label's latent cloud in the training cells."""
+    clouds = None if cell_type is None else training_clouds(run)
+    adata = cells(run.model, run.attrs, samples.n, batch=batch, cell_type=cell_type,
+                  clouds=clouds, seed=run.seed)
+    path = run.out_dir / "generated.h5ad"
+    bv.atomic_write(path, adata.write_h5ad)
+    x = adata.X
+    nonzero = x.nnz if sp.issparse(x) else np.count_nonzero(x)
+    summary = {"n_cells": adata.n_obs, "n_genes": adata.n_vars, "file": path.name,
+               "source": adata.uns["betavae_generated"]["source"],
+               "mean_library": float(adata.obs["library_size"].mean()),
+               "zero_fraction": float(1 - nonzero / (x.shape[0] * x.shape[1]))}
     return CandidateReport(objects=adata, summary=summary, files=[str(path)])

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from betavae_core.errors import DataError
-from betavae_core.likelihoods import Likelihood
+import betavae_core as bv
+from betavae_core import DataError
 
 DEFAULT_LIBRARY = 1e4
 _EPS = 1e-8
@@ -145,7 +145,7 @@ class CountDistribution:
         return counts
 
 
-class _CountLikelihood(Likelihood):
+class _CountLikelihood(bv.Likelihood):
     """Shared parts: support check, and log-mean = log library + log softmax(logits)."""
 
     name = "counts"

@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from betavae_core import checkpoint as ckpt
-from betavae_core.errors import CheckpointError, OutputExistsError
-from betavae_core.model import BetaVAE
-from betavae_core.runs import load_run
+import betavae_core as bv
+from betavae_core import BetaVAE, CheckpointError, OutputExistsError
 
 from .conversion import gene_columns
+from .plugin import DOMAIN
 
 
 @dataclass
@@ -75,10 +74,10 @@ class SingleCellModel:
         if path.exists() and any(path.iterdir()) and not overwrite:
             raise OutputExistsError(f"{path} is not empty; pass overwrite=True to replace a "
                                     f"saved model there, or choose a new folder.")
-        ckpt.prepare_run_dir(path, overwrite=overwrite)
-        ckpt.write_json(path / ckpt.CONFIG, self.config)
-        ckpt.save_weights(self.vae, path / ckpt.WEIGHTS)
-        ckpt.write_json(path / ckpt.DOMAIN_RECORD, self.record)
+        bv.prepare_run_dir(path, overwrite=overwrite)
+        bv.write_json(path / bv.CONFIG, self.config)
+        bv.save_weights(self.vae, path / bv.WEIGHTS)
+        bv.write_json(path / bv.DOMAIN_RECORD, self.record)
         return path
 
 
@@ -88,12 +87,12 @@ def load(path: str | Path, adata: Any = None) -> SingleCellModel:
     With `adata`, its genes are checked against the model's (a `DataError` lists the
     missing ones; extra genes are fine) and it becomes the model's default data.
     """
-    run = load_run(path)
-    if run.config.get("data", {}).get("domain") != "singlecell":
+    run = bv.load_run(path)
+    if run.config.get("data", {}).get("domain") != DOMAIN:
         raise CheckpointError(f"{path} holds a {run.config.get('data', {}).get('domain')!r} "
                               f"model, not a single-cell one.")
-    domain_file = Path(path) / ckpt.DOMAIN_RECORD
-    record = ckpt.read_json(domain_file) if domain_file.exists() else _record_from_run(run)
+    domain_file = Path(path) / bv.DOMAIN_RECORD
+    record = bv.read_json(domain_file) if domain_file.exists() else _record_from_run(run)
     model = SingleCellModel(run.model, run.config, record)
     if adata is not None:
         gene_columns(adata.var_names, model.var_names)
@@ -103,8 +102,8 @@ def load(path: str | Path, adata: Any = None) -> SingleCellModel:
 
 def _record_from_run(run: Any) -> dict[str, Any]:
     """What a CLI run directory says about the fit (no label clouds)."""
-    report_file = run.dir / ckpt.REPORT
-    report = ckpt.read_json(report_file) if report_file.exists() else {}
+    report_file = run.dir / bv.REPORT
+    report = bv.read_json(report_file) if report_file.exists() else {}
     best = report.get("best") or {}
     return {"kl_per_dim": best.get("val_kl_per_dim", []), "report": report, "history": {},
             "label_clouds": {}}

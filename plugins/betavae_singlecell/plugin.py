@@ -1,67 +1,150 @@
-"""The hooks betavae_singlecell implements: the entry point `singlecell` points here."""
+"""The hooks betavae_singlecell implements: the entry point `singlecell` points here.
+
+Everything the plugin registers is declared in this one module, with lazy callables, so
+`betavae --help`, `plugins` and `datasets` import neither torch nor scanpy. It also holds
+the training settings the domain suggests (`training_defaults`), which `tl.fit`, the
+`expression` loader and the named datasets share.
+"""
 
 from __future__ import annotations
 
-from betavae_core.hookspecs import hookimpl
-from betavae_core.registry import Architecture, Dataset, Generator, LikelihoodSpec, Loader
+from typing import Any
 
-from . import datasets, evaluations, generation, likelihoods
-from .architecture import build_expression_mlp
-from .conversion import DOMAIN
+import betavae_core as bv
+
+bv.requires("scanpy", "anndata", "h5py", "igraph", "leidenalg", "sklearn", extra="singlecell")
+
+DOMAIN = "singlecell"
+PKG = "betavae_singlecell"
+
+# What a single-cell fit uses unless told otherwise (scvi-tools' choices): a β warm-up
+# over the first quarter of the epochs, a fixed number of epochs with the last one kept,
+# minibatches of 128 cells and 10 latent dimensions. The epochs depend on the number of
+# cells, so `training_defaults` adds them per data set.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "schedule": "warmup", "keep": "last", "patience": 0, "batch_size": 128, "latent_dim": 10,
+}
+WARMUP_SHARE = 0.25
+
+# `expression_mlp` options and their defaults (read by `architecture.py` too).
+ARCHITECTURE_OPTIONS: dict[str, Any] = {
+    "hidden": [128], "dropout": 0.1, "normalise_input": "auto", "norm": "auto",
+}
+# `expression` loader options: conversion to DomainData, then the format readers' own
+# (backed for h5ad; orientation, delimiter, obs for count tables).
+LOADER_OPTIONS: dict[str, Any] = {
+    "layer": None, "batch_key": None, "label_key": None, "likelihood": None, "zeros": "drop",
+    "backed": False, "orientation": None, "delimiter": None, "obs": None,
+}
+SYNTHETIC_OPTIONS: dict[str, Any] = {
+    "n_cells": 2000, "n_genes": 500, "n_types": 5, "n_batches": 2, "batch_effect": 0.5,
+    "seed": 0, "batch_key": "batch",
+}
+EVALUATION_OPTIONS: dict[str, dict[str, Any]] = {
+    "singlecell_latent": {"label_key": None, "batch_key": None, "n_pcs": 50,
+                          "max_cells": 10000, "silhouette_cells": 5000, "n_neighbors": 30,
+                          "leiden": None},
+    "singlecell_heldout": {"n_samples": 20, "max_cells": None, "batch_size": 256},
+    "singlecell_generated": {"max_cells": 5000, "batch_size": 1024},
+}
+GENERATOR_OPTIONS: dict[str, Any] = {"batch": None, "cell_type": None}
 
 
-@hookimpl
+def default_epochs(n_cells: int) -> int:
+    """More passes for small datasets, as scvi-tools does: min(400, 400 * 20000 / n)."""
+    return int(max(1, min(400, round(400 * 20_000 / max(n_cells, 1)))))
+
+
+def training_defaults(n_cells: int, epochs: int | None = None) -> dict[str, Any]:
+    """The settings the domain suggests for `n_cells` cells (keys in `bv.DEFAULTABLE`):
+    `TRAINING_DEFAULTS` plus the epochs (`default_epochs`, unless given) and a warm-up
+    over a quarter of them."""
+    epochs = default_epochs(n_cells) if epochs is None else int(epochs)
+    return {**TRAINING_DEFAULTS, "epochs": epochs, "warmup_epochs": epochs * WARMUP_SHARE}
+
+
+def _lazy(target: str, **bound: Any) -> Any:
+    """`bv.lazy` on a module of this package."""
+    return bv.lazy(f"{PKG}.{target}", **bound)
+
+
+@bv.hookimpl
 def register_datasets(register):
-    register(Dataset(
-        name="synthetic_counts", domain=DOMAIN, load=datasets.load_synthetic,
-        options={"n_cells": 2000, "n_genes": 500, "n_types": 5, "n_batches": 2,
-                 "batch_effect": 0.5, "seed": 0, "batch_key": "batch"},
+    register(bv.Dataset(
+        name="synthetic_counts", domain=DOMAIN, load=_lazy("datasets:load_synthetic"),
+        options=dict(SYNTHETIC_OPTIONS), defaults=dict(TRAINING_DEFAULTS),
         help="Simulated UMI counts with known cell types and batches (NB, gene-wise "
              "batch effects).",
     ))
-    register(Dataset(
-        name="pbmc68k_reduced", domain=DOMAIN, load=datasets.load_pbmc68k_reduced,
+    register(bv.Dataset(
+        name="pbmc68k_reduced", domain=DOMAIN, load=_lazy("datasets:load_pbmc68k_reduced"),
+        defaults=dict(TRAINING_DEFAULTS),
         help="scanpy's bundled 700 PBMCs, log1p-normalised (Gaussian likelihood).",
     ))
 
 
-@hookimpl
+@bv.hookimpl
 def register_loaders(register):
-    register(Loader(
-        name="expression", domain=DOMAIN, claims=datasets.claims_expression,
-        load=datasets.load_expression,
+    register(bv.Loader(
+        name="expression", domain=DOMAIN, claims=_lazy("loaders:claims_expression"),
+        load=_lazy("loaders:load_expression"), options=dict(LOADER_OPTIONS),
+        defaults=dict(TRAINING_DEFAULTS),
         help="Cells x genes: .h5ad (-o backed=true), 10x .h5 or mtx folder, CSV/TSV "
              "(-o orientation=genes_by_cells), plain HDF5 X/Y; -o layer, batch_key, "
              "label_key.",
     ))
 
 
-@hookimpl
+LIKELIHOOD_HELP = {
+    "nb": "Negative binomial with a learned dispersion per gene and a library-size offset.",
+    "zinb": "NB plus a decoded per-cell, per-gene probability of an extra zero.",
+    "poisson": "Poisson with a library-size offset: no overdispersion (baseline).",
+}
+LIKELIHOOD_CLASSES = {"nb": "NegativeBinomial", "zinb": "ZeroInflatedNB", "poisson": "Poisson"}
+
+
+@bv.hookimpl
 def register_likelihoods(register):
-    for name, cls in likelihoods.COUNT_LIKELIHOODS.items():
-        register(LikelihoodSpec(name=name, domain=DOMAIN, build=cls,
-                                help=(cls.__doc__ or "").splitlines()[0]))
+    for name, cls in LIKELIHOOD_CLASSES.items():
+        register(bv.LikelihoodSpec(name=name, domain=DOMAIN, build=_lazy(f"likelihoods:{cls}"),
+                                   help=LIKELIHOOD_HELP[name]))
 
 
-@hookimpl
+@bv.hookimpl
 def register_architectures(register):
-    register(Architecture(
-        name="expression_mlp", domain=DOMAIN, build=build_expression_mlp,
-        help="MLP on log1p counts with the batch given to every layer (hidden, dropout).",
+    register(bv.Architecture(
+        name="expression_mlp", domain=DOMAIN, build=_lazy("architecture:build_expression_mlp"),
+        options=dict(ARCHITECTURE_OPTIONS),
+        help="MLP on log1p counts with the batch given to every layer (hidden, dropout, "
+             "normalise_input, norm).",
     ))
 
 
-@hookimpl
+EVALUATION_HELP = {
+    "singlecell_latent": "cell-type ARI/NMI/silhouette and batch ASW/iLISI of the latent "
+                         "means, beside a 50-PC PCA of log-normalised counts",
+    "singlecell_heldout": "held-out rate, distortion, −ELBO and importance-weighted "
+                          "−log p(x) per cell",
+    "singlecell_generated": "prior draws with real batches and library sizes against real "
+                            "cells: per-gene mean, variance and zero-fraction agreement",
+}
+
+
+@bv.hookimpl
 def register_evaluations(register):
-    for record in evaluations.evaluations():
-        register(record)
+    for name, options in EVALUATION_OPTIONS.items():
+        register(bv.Evaluation(name=name, domain=DOMAIN, evaluate=_lazy(f"evaluations:{name}"),
+                               options=dict(options), help=EVALUATION_HELP[name]))
 
 
-@hookimpl
+@bv.hookimpl
 def register_generators(register):
-    register(Generator(
-        name="cells", domain=DOMAIN, generate=generation.generate_cells,
-        help="Cells decoded from the prior with library sizes per batch, as .h5ad "
-             "(-g batch=NAME).",
+    # samples="none": the generator draws its own latents (the prior, or a cell type's
+    # latent cloud), batches and library sizes, and decodes once with those library sizes;
+    # the core prepares nothing that would be thrown away.
+    register(bv.Generator(
+        name="cells", domain=DOMAIN, generate=_lazy("generation:generate_cells"),
+        samples="none", options=dict(GENERATOR_OPTIONS),
+        help="Cells decoded from the prior (or a cell type's latent cloud) with library "
+             "sizes per batch, as .h5ad (-g batch=NAME, -g cell_type=NAME).",
     ))
-

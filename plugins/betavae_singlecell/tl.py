@@ -13,24 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from betavae_core import ModelConfig, Objective, TrainConfig
-from betavae_core import fit as core_fit
-from betavae_core.errors import ConfigError
-from betavae_core.plugins import registry
-from betavae_core.posterior import encode as core_encode
-from betavae_core.trainer import fit_description
+import betavae_core as bv
+from betavae_core import ConfigError
 
 from . import generation
-from .conversion import to_domain_data
+from .conversion import obs_labels, to_domain_data
 from .likelihoods import COUNT_LIKELIHOODS
 from .model import SingleCellModel, label_clouds
+from .plugin import DOMAIN, default_epochs, training_defaults
+
+__all__ = ["default_epochs", "encode", "evaluate", "fit", "generate"]
 
 LIKELIHOODS = (*COUNT_LIKELIHOODS, "gaussian")
-
-
-def default_epochs(n_cells: int) -> int:
-    """More passes for small datasets, as scvi-tools does: min(400, 400 * 20000 / n)."""
-    return int(max(1, min(400, round(400 * 20_000 / max(n_cells, 1)))))
 
 
 def fit(
@@ -39,14 +33,14 @@ def fit(
     layer: str | None = None,
     likelihood: str = "nb",
     beta: float = 1.0,
-    n_latent: int = 10,
+    n_latent: int | None = None,
     batch_key: str | None = None,
     label_key: str | None = None,
     n_hidden: int = 128,
     n_layers: int = 1,
     dropout: float = 0.1,
     epochs: int | None = None,
-    batch_size: int = 128,
+    batch_size: int | None = None,
     lr: float = 1e-3,
     warmup_epochs: float | None = None,
     patience: int | None = None,
@@ -69,6 +63,7 @@ def fit(
             warning (`zeros="error"` refuses them), but every cell gets coordinates.
         likelihood: "nb", "zinb", "poisson" (raw counts), or "gaussian" (log1p data).
         beta: the price of information: weight of the rate (KL) against distortion.
+        n_latent, batch_size: default the domain's, 10 and 128.
         batch_key: `adata.obs` column of batches; encoder and decoder are conditioned on
             it, so the latent space need not carry batch.
         label_key: optional `adata.obs` column of cell types, used to generate around a
@@ -78,10 +73,12 @@ def fit(
             validation objective has not improved for that many epochs after the warm-up
             (default: run all epochs). `keep` chooses the weights returned: "last" (the
             default without `patience`, as in scvi-tools) or "best" (the best validation
-            epoch after the warm-up; the default with `patience`).
+            epoch after the warm-up; the default with `patience`). These defaults are the
+            domain's (`plugin.training_defaults`), which `betavae train` uses too.
         copy: leave `adata` untouched and write the results into a copy (`model.adata`).
         out_dir: also keep a run directory with checkpoints (`resume=True` continues an
-            interrupted fit there) that `betavae evaluate` reads.
+            interrupted fit there) that `betavae evaluate` reads; the core writes its
+            config.json, and domain.json holds the record below.
 
     Returns the fitted `SingleCellModel`.
     """
@@ -91,25 +88,26 @@ def fit(
         raise ConfigError(f"n_layers and n_hidden must be >= 1; got {n_layers}, {n_hidden}.")
     data, kept = to_domain_data(adata, layer=layer, likelihood=likelihood,
                                 batch_key=batch_key, label_key=label_key, zeros=zeros)
-    epochs = default_epochs(len(data)) if epochs is None else int(epochs)
-    warmup = epochs / 4 if warmup_epochs is None else float(warmup_epochs)
-    model_config = ModelConfig.for_data(
-        data, latent_dim=n_latent,
-        architecture_options={"hidden": [n_hidden] * n_layers, "dropout": dropout})
-    train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
-                        patience=patience, keep=keep or ("last" if patience is None else "best"),
-                        seed=seed, device=device, progress=progress)
-    objective = Objective(beta=beta, schedule="warmup" if warmup > 0 else "constant",
-                          warmup_epochs=max(warmup, 1e-6))
+    # The domain's suggestions, for the epochs this fit runs (its warm-up is a share).
+    data.defaults = training_defaults(len(data), epochs)
+    settings = {
+        "latent_dim": n_latent, "batch_size": batch_size, "epochs": epochs, "lr": lr,
+        "val_fraction": val_fraction, "beta": beta, "seed": seed, "device": device,
+        "progress": progress, "patience": patience,
+        "keep": keep if keep is not None or patience is None else "best",
+        "architecture_options": {"hidden": [n_hidden] * n_layers, "dropout": dropout},
+    }
+    if warmup_epochs is not None:
+        settings.update(schedule="warmup" if warmup_epochs > 0 else "constant",
+                        warmup_epochs=max(float(warmup_epochs), 1e-6))
+    model_config, train, objective, from_domain = bv.configs_for(data, settings)
     source = {"kind": "anndata", "n_obs": int(adata.n_obs), "layer": layer}
-    result = core_fit(data, model_config, train, objective, out_dir=out_dir, resume=resume,
-                      source=source)
-    config = fit_description(data, model_config, train, objective, source)
-    config["data"]["attrs"]["batch_counts"] = _batch_counts(data)
-    model = SingleCellModel(result.model, config)
+    result = bv.fit(data, model_config, train, objective, out_dir=out_dir, resume=resume,
+                    source=source, from_domain=from_domain)
+    model = SingleCellModel(result.model, result.config)
     target = adata.copy() if copy else adata
     if len(kept) == adata.n_obs:  # every cell was fit: encode them without a second scan
-        z = core_encode(result.model, data)[0].astype(np.float32)
+        z = bv.encode(result.model, data)[0].astype(np.float32)
     else:
         z = encode(model, target, layer=layer, key_added=None)
     labels = None if label_key is None else data.metadata[label_key]
@@ -118,18 +116,11 @@ def fit(
     target.uns[key_added] = _uns(model, result, beta)
     model.adata = target
     if out_dir is not None:
-        from betavae_core import checkpoint as ckpt
-
-        ckpt.write_json(Path(out_dir) / ckpt.CONFIG, config)
-        ckpt.write_json(Path(out_dir) / ckpt.DOMAIN_RECORD, model.record)
+        # The record needs the fitted model (label clouds, history), so it is written
+        # after the fit; config.json stays as the core wrote it.
+        bv.write_json(Path(out_dir) / bv.DOMAIN_RECORD, model.record)
     return model
 
-
-def _batch_counts(data: Any) -> dict[str, int]:
-    if data.covariates is None:
-        return {}
-    counts = data.covariates.sum(dim=0).tolist()
-    return {b: int(c) for b, c in zip(data.attrs["batches"], counts, strict=True)}
 
 
 def _record(result: Any, z: np.ndarray | None, labels: Any, key_added: str) -> dict[str, Any]:
@@ -183,7 +174,7 @@ def encode(model: SingleCellModel, adata: Any = None, *, layer: str | None = Non
         adata, layer=layer if layer is not None else model.layer, likelihood="gaussian",
         batch_key=model.batch_key, genes=model.var_names, batches=model.batches or None,
         fitting=False)
-    mu, _ = core_encode(model.vae, data, batch_size=batch_size)
+    mu, _ = bv.encode(model.vae, data, batch_size=batch_size)
     z = mu.astype(np.float32)
     if key_added is not None:
         adata.obsm[key_added] = z
@@ -195,36 +186,24 @@ def generate(model: SingleCellModel, n: int, *, batch: str | None = None,
     """`n` new cells as AnnData with the model's genes: latents from the prior (or from
     the latent cloud of `cell_type`), a batch (`batch`, or drawn in training
     proportions), a library size from that batch's training cells, counts drawn from
-    the likelihood. `obs` records how each cell was made; `obsm['X_betavae']` its z."""
-    if n < 1:
-        raise ConfigError(f"n must be >= 1; got {n}.")
-    rng = np.random.default_rng(seed)
-    if cell_type is None:
-        z = generation.prior_latents(model.vae, n, rng)
-    else:
-        z = generation.cloud_latents(model.record.get("label_clouds", {}), cell_type, n, rng)
-    names = generation.choose_batches(model.batches, batch, model.attrs.get("batch_counts"),
-                                      n, rng)
-    cov = generation.batch_one_hot(model.batches, names, n)
-    library = generation.draw_library(model.attrs["library_log"], names, n, rng)
-    x, _ = generation.decode_cells(model.vae, z, cov, library, seed=seed)
-    source = "prior" if cell_type is None else f"{cell_type} latent cloud"
-    obs: dict[str, Any] = {"generated_from": np.full(n, source, dtype=object),
-                           "library_size": library}
-    if names is not None:
-        obs[model.batch_key] = names
-    if cell_type is not None:
-        obs[model.attrs.get("label_key") or "cell_type"] = np.full(n, cell_type, dtype=object)
-    uns = {"n": int(n), "seed": int(seed), "source": source, "likelihood": model.likelihood}
-    return generation.cells_anndata(x, z, model.var_names, obs, uns)
+    the likelihood. `obs` records how each cell was made; `obsm['X_betavae']` its z.
+    The same seed gives the same cells as `betavae generate RUN --seed SEED`."""
+    return generation.cells(model.vae, model.attrs, n, batch=batch, cell_type=cell_type,
+                            clouds=model.record.get("label_clouds", {}), seed=seed)
 
 
 def evaluate(model: SingleCellModel, adata: Any = None, *, label_key: str | None = None,
              batch_key: str | None = None, layer: str | None = None,
-             names: list[str] | None = None) -> dict[str, Any]:
-    """Run the single-cell evaluations on `adata` (default: the model's) and return their
-    metrics by name: latent clustering vs labels, batch mixing, held-out NLL, generated
-    cells vs real ones."""
+             names: list[str] | None = None,
+             options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Run the single-cell evaluations (or only `names`) on `adata` (default: the
+    model's) through `betavae_core.evaluate`, and return their results by name: latent
+    clustering vs labels, batch mixing, held-out NLL, generated cells vs real ones.
+
+    `label_key` / `batch_key` name `adata.obs` columns for `singlecell_latent` (default:
+    no labels, the model's batches); `options` maps an evaluation's name to its options
+    (`plugin.EVALUATION_OPTIONS` lists them).
+    """
     adata = model.adata if adata is None else adata
     if adata is None:
         raise ConfigError("evaluate needs an AnnData (the model holds none).")
@@ -233,14 +212,12 @@ def evaluate(model: SingleCellModel, adata: Any = None, *, label_key: str | None
         batch_key=model.batch_key, label_key=label_key, genes=model.var_names,
         batches=model.batches or None, fitting=False)
     if batch_key is not None and batch_key != model.batch_key:
-        from .conversion import obs_labels
-
         data.metadata[batch_key] = obs_labels(adata, batch_key, "batch_key")
-    data.attrs.update(label_key=label_key, batch_key=batch_key or model.batch_key)
-    out = {}
-    for record in registry("evaluations"):
-        if record.domain != "singlecell" or (names is not None and record.name not in names):
-            continue
-        result = record.evaluate(model.vae, data)
-        out[record.name] = result.metrics
-    return out
+    if names is None:
+        names = [e.name for e in bv.registry("evaluations") if e.domain == DOMAIN]
+    options = {k: dict(v) for k, v in (options or {}).items()}
+    if "singlecell_latent" in names:
+        keys = {"label_key": label_key, "batch_key": batch_key}
+        latent = options.setdefault("singlecell_latent", {})
+        latent.update({k: v for k, v in keys.items() if v is not None and k not in latent})
+    return bv.evaluate(model.vae, data, names=names, options=options)

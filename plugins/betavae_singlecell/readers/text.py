@@ -1,35 +1,13 @@
-"""Single-cell files -> AnnData. Reading only: no model code, and no input is ever written.
-
-Formats, each recognised by its content (never by its name alone):
-
-* ``h5ad`` -- AnnData's HDF5 file (optionally opened backed, read-only).
-* ``10x_h5`` -- Cell Ranger's HDF5 feature-barcode matrix (v3 ``/matrix`` or legacy v2).
-* ``10x_mtx`` -- Cell Ranger's Matrix Market directory: ``matrix.mtx[.gz]`` with
-  ``features.tsv[.gz]`` (or ``genes.tsv[.gz]``) and ``barcodes.tsv[.gz]``, optionally with a
-  common file-name prefix such as ``GSM123_``.
-* ``count_table`` -- a delimited text table (``.csv``/``.tsv``/``.txt``, optionally ``.gz``):
-  first column = row names, header = column names (also the R ``write.csv`` layout whose
-  header has no corner cell). Its orientation must be stated.
-* ``h5_matrix`` -- a plain HDF5 file with a 2-D dataset ``X`` (cells x genes) at the root and
-  an optional 1-D ``Y`` of cell labels.
-
-The ``claims_*`` functions are cheap and never raise; the ``read_*`` functions raise
-:class:`betavae_core.DataError` naming the file. Sparse matrices come back as CSR.
-"""
+"""The text formats: Cell Ranger's Matrix Market directory (``10x_mtx``) and delimited
+count tables (``count_table``, whose orientation must be stated)."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import gzip
-import io
-import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anndata
-import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -37,129 +15,23 @@ from anndata import AnnData
 
 from betavae_core import DataError
 
-__all__ = [
-    "FORMATS",
-    "ORIENTATIONS",
-    "claims_10x_h5",
-    "claims_10x_mtx",
-    "claims_count_table",
-    "claims_h5_matrix",
-    "claims_h5ad",
-    "detect_format",
-    "read",
-    "read_10x_h5",
-    "read_10x_mtx",
-    "read_count_table",
-    "read_h5_matrix",
-    "read_h5ad",
-]
+from .files import (
+    _CELLS_PER_CHUNK,
+    _as_csr,
+    _compression,
+    _duplicate_names_allowed,
+    _existing,
+    _open_binary,
+    _peek_lines,
+    _wrap,
+)
 
 ORIENTATIONS: tuple[str, ...] = ("cells_by_genes", "genes_by_cells")
-FORMATS: tuple[str, ...] = ("10x_h5", "h5ad", "h5_matrix", "10x_mtx", "count_table")
-
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-_HDF5_OFFSETS = (0, 512, 1024, 2048, 4096)  # the superblock may follow a user block
-_GZIP_MAGIC = b"\x1f\x8b"
 _TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
-_PEEK_BYTES = 1 << 20  # enough for a header of ~50k labels
-_CELLS_PER_CHUNK = 2_000_000  # table cells parsed at once when reading a count table
-_TENX_MATRIX_KEYS = ("data", "indices", "indptr", "shape", "barcodes")
 # spellings of a delimiter that survive a command line (`-o delimiter=tab`)
 _DELIMITER_NAMES: dict[str, str | None] = {
     "\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "whitespace": None, "space": None,
 }
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _existing(path: str | Path, *, directory_ok: bool = False) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such file or directory")
-    if not directory_ok and not p.is_file():
-        raise DataError(f"{p}: not a regular file")
-    return p
-
-
-def _is_hdf5(path: Path) -> bool:
-    try:
-        if not path.is_file():
-            return False
-        with open(path, "rb") as fh:
-            head = fh.read(_HDF5_OFFSETS[-1] + len(_HDF5_MAGIC))
-    except OSError:
-        return False
-    return any(head[o : o + len(_HDF5_MAGIC)] == _HDF5_MAGIC for o in _HDF5_OFFSETS)
-
-
-def _is_10x_group(group: h5py.Group) -> bool:
-    return all(isinstance(group.get(k), h5py.Dataset) for k in _TENX_MATRIX_KEYS)
-
-
-def _hdf5_kind(path: Path) -> str | None:
-    """'h5ad', '10x_h5', 'h5_matrix' or None, from the HDF5 file's groups and attributes."""
-    if not _is_hdf5(path):
-        return None
-    try:
-        with h5py.File(path, "r") as f:
-            encoding = f.attrs.get("encoding-type")
-            if isinstance(encoding, bytes):
-                encoding = encoding.decode(errors="replace")
-            if encoding == "anndata" or ("obs" in f and "var" in f):
-                return "h5ad"
-            if isinstance(f.get("matrix"), h5py.Group):
-                return "10x_h5" if _is_10x_group(f["matrix"]) else None
-            members = [f.get(k) for k in f]
-            if (
-                members
-                and all(isinstance(m, h5py.Group) for m in members)
-                and all(_is_10x_group(m) and "genes" in m and "gene_names" in m for m in members)
-            ):
-                return "10x_h5"  # legacy (Cell Ranger 2) layout: one group per genome
-            x = f.get("X")
-            if not isinstance(x, h5py.Dataset) or x.ndim != 2 or x.dtype.kind not in "biuf":
-                return None
-            if "Y" in f:
-                y = f["Y"]
-                if not isinstance(y, h5py.Dataset) or y.ndim != 1 or y.shape[0] != x.shape[0]:
-                    return None
-            return "h5_matrix"
-    except Exception:  # a claim never raises
-        return None
-
-
-def _compression(path: Path) -> str | None:
-    """'gzip' when the file's bytes are gzip, whatever its name."""
-    with open(path, "rb") as fh:
-        return "gzip" if fh.read(2) == _GZIP_MAGIC else None
-
-
-def _peek_lines(path: Path, n_lines: int, n_bytes: int = _PEEK_BYTES) -> tuple[list[str], bool]:
-    """Up to ``n_lines`` non-blank lines from the start of a (possibly gzipped) text file, and
-    whether they are all complete (a line longer than the byte budget comes back cut short).
-
-    Raises OSError / ValueError on unreadable or binary content.
-    """
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == _GZIP_MAGIC
-    opener = gzip.open if gz else open
-    with opener(path, "rb") as fh:
-        raw = fh.read(n_bytes + 1)
-    eof = len(raw) <= n_bytes
-    raw = raw[:n_bytes]
-    if b"\x00" in raw:
-        raise ValueError("binary content")
-    lines: list[str] = []
-    complete = True
-    for part in raw.decode("utf-8", errors="replace").splitlines(keepends=True):
-        if not part.strip():
-            continue
-        lines.append(part.rstrip("\r\n"))
-        complete = eof or part.endswith(("\n", "\r"))
-        if len(lines) == n_lines:
-            break
-    return lines, complete
 
 
 def _delimiter_of(line: str) -> str | None:
@@ -200,46 +72,6 @@ def _preview_labels(path: Path, delimiter: str | None) -> tuple[list[str], list[
     header = _split(lines[0], delimiter)
     rows = [_split(line, delimiter)[0] for line in lines[1:] if _split(line, delimiter)]
     return header[:5], rows[:5]
-
-
-def _as_csr(x: Any) -> sp.csr_matrix:
-    return sp.csr_matrix(x, dtype=np.float32)
-
-
-@contextlib.contextmanager
-def _duplicate_names_allowed() -> Iterator[None]:
-    """Silence AnnData's duplicate-name warning where the names are made unique at once."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"(Variable|Observation) names are not unique")
-        yield
-
-
-def _wrap(path: Path, what: str, reader: Callable[[], AnnData]) -> AnnData:
-    try:
-        return reader()
-    except DataError:
-        raise
-    except Exception as exc:  # every failure becomes a DataError naming the file
-        raise DataError(f"{path}: could not read as {what}: {type(exc).__name__}: {exc}") from exc
-
-
-# ----------------------------------------------------------------------------- claims
-
-
-def claims_h5ad(path: str | Path) -> bool:
-    """True when ``path`` is an AnnData HDF5 file (``encoding-type`` anndata, or obs + var)."""
-    return _hdf5_kind(Path(path)) == "h5ad"
-
-
-def claims_10x_h5(path: str | Path) -> bool:
-    """True when ``path`` is a Cell Ranger HDF5 matrix (v3 ``/matrix`` or legacy v2)."""
-    return _hdf5_kind(Path(path)) == "10x_h5"
-
-
-def claims_h5_matrix(path: str | Path) -> bool:
-    """True when ``path`` is plain HDF5 with a 2-D ``X`` (and optional 1-D ``Y``) at the root,
-    and is neither an h5ad nor a 10x h5 file."""
-    return _hdf5_kind(Path(path)) == "h5_matrix"
 
 
 def _mtx_layout(path: Path) -> dict[str, Any] | None:
@@ -318,54 +150,6 @@ def claims_count_table(path: str | Path) -> bool:
         return False
 
 
-def detect_format(path: str | Path) -> str | None:
-    """The name of the format (one of ``FORMATS``) that claims ``path``, or None."""
-    p = Path(path)
-    kind = _hdf5_kind(p)
-    if kind is not None:
-        return kind
-    if claims_10x_mtx(p):
-        return "10x_mtx"
-    if claims_count_table(p):
-        return "count_table"
-    return None
-
-
-# ----------------------------------------------------------------------------- readers
-
-
-def read_h5ad(path: str | Path, backed: bool = False) -> AnnData:
-    """Read an .h5ad file; ``backed=True`` opens it read-only, leaving X on disk."""
-    p = _existing(path)
-    if backed:
-        return _wrap(p, "h5ad", lambda: anndata.read_h5ad(p, backed="r"))
-
-    def load() -> AnnData:
-        adata = anndata.read_h5ad(p)
-        if sp.issparse(adata.X) and not sp.isspmatrix_csr(adata.X):
-            adata.X = sp.csr_matrix(adata.X)
-        return adata
-
-    return _wrap(p, "h5ad", load)
-
-
-def read_10x_h5(path: str | Path) -> AnnData:
-    """Read a Cell Ranger HDF5 matrix (gene-expression features; var_names = unique symbols,
-    ``var['gene_ids']`` = gene IDs)."""
-    p = _existing(path)
-
-    def load() -> AnnData:
-        import scanpy as sc
-
-        with _duplicate_names_allowed():  # made unique right below
-            adata = sc.read_10x_h5(p)
-        adata.var_names_make_unique()
-        adata.X = _as_csr(adata.X)
-        return adata
-
-    return _wrap(p, "a 10x h5 matrix", load)
-
-
 def _read_10x_mtx_files(layout: dict[str, Any]) -> AnnData:
     """Matrix Market layouts scanpy does not read (mixed compression, one-column genes)."""
     from scipy.io import mmread
@@ -399,12 +183,6 @@ def _read_10x_mtx_files(layout: dict[str, Any]) -> AnnData:
     if "feature_types" in adata.var and (adata.var["feature_types"] == "Gene Expression").any():
         adata = adata[:, adata.var["feature_types"] == "Gene Expression"].copy()
     return adata
-
-
-def _open_binary(path: Path) -> io.BufferedIOBase:
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
 def read_10x_mtx(path: str | Path) -> AnnData:
@@ -582,101 +360,3 @@ def _read_metadata(path: Path, cells: pd.Index, table: Path) -> pd.DataFrame:
     out = meta.loc[cells].copy()
     out.index.name = None
     return out
-
-
-def read_h5_matrix(path: str | Path) -> AnnData:
-    """Read plain HDF5 with ``X`` (cells x genes) and optional ``Y`` (labels): X as CSR
-    float32, ``obs['label']`` = Y as categorical strings."""
-    p = _existing(path)
-    if not claims_h5_matrix(p):
-        raise DataError(f"{p}: not a plain HDF5 matrix (needs a 2-D numeric dataset 'X' at "
-                        "the root and, optionally, a 1-D 'Y' with one label per row of X)")
-
-    def load() -> AnnData:
-        with h5py.File(p, "r") as f:
-            x = f["X"]
-            n_rows, n_cols = x.shape
-            step = max(1, _CELLS_PER_CHUNK // max(1, n_cols))
-            blocks = [_as_csr(x[i : i + step]) for i in range(0, n_rows, step)]
-            labels = f["Y"][()] if "Y" in f else None
-        matrix = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, n_cols))
-        obs = pd.DataFrame(index=pd.Index([f"cell_{i}" for i in range(n_rows)]))
-        if labels is not None:
-            values = np.unique(labels)  # numeric order for numeric labels
-            as_str = _label_strings(values)
-            lookup = dict(zip(values.tolist(), as_str, strict=True))
-            obs["label"] = pd.Categorical(
-                [lookup[v] for v in labels.tolist()], categories=list(dict.fromkeys(as_str))
-            )
-        var = pd.DataFrame(index=pd.Index([f"gene_{j}" for j in range(n_cols)]))
-        return AnnData(matrix.astype(np.float32), obs=obs, var=var)
-
-    return _wrap(p, "a plain HDF5 matrix", load)
-
-
-def _label_strings(values: np.ndarray) -> list[str]:
-    out = []
-    for v in values.tolist():
-        if isinstance(v, bytes):
-            out.append(v.decode(errors="replace"))
-        elif isinstance(v, float) and v.is_integer():
-            out.append(str(int(v)))
-        else:
-            out.append(str(v))
-    return out
-
-
-# ----------------------------------------------------------------------------- dispatch
-
-
-def _as_bool(value: Any, name: str, path: Path) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on", "r"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise DataError(f"{path}: option {name}={value!r} must be true or false")
-
-
-_OPTIONS: dict[str, tuple[str, ...]] = {
-    "h5ad": ("backed",),
-    "10x_h5": (),
-    "h5_matrix": (),
-    "10x_mtx": (),
-    "count_table": ("orientation", "delimiter", "obs"),
-}
-
-
-def read(path: str | Path, **options: Any) -> AnnData:
-    """Read any supported single-cell file, chosen by content (see ``FORMATS``).
-
-    Options: ``backed`` for h5ad; ``orientation`` (required), ``delimiter``, ``obs`` for count
-    tables. An option the format does not take is refused.
-    """
-    p = _existing(path, directory_ok=True)
-    fmt = detect_format(p)
-    if fmt is None:
-        raise DataError(
-            f"{p}: not a recognised single-cell file (h5ad, 10x h5, 10x Matrix Market "
-            "directory, plain HDF5 X/Y matrix, or a .csv/.tsv/.txt[.gz] count table)"
-        )
-    unknown = sorted(set(options) - set(_OPTIONS[fmt]))
-    if unknown:
-        accepted = ", ".join(_OPTIONS[fmt]) or "none"
-        raise DataError(
-            f"{p}: option(s) {', '.join(unknown)} do not apply to the {fmt} reader "
-            f"(it accepts: {accepted})"
-        )
-    if fmt == "h5ad":
-        return read_h5ad(p, backed=_as_bool(options.get("backed", False), "backed", p))
-    if fmt == "10x_h5":
-        return read_10x_h5(p)
-    if fmt == "h5_matrix":
-        return read_h5_matrix(p)
-    if fmt == "10x_mtx":
-        return read_10x_mtx(p)
-    return read_count_table(
-        p, options.get("orientation"), delimiter=options.get("delimiter"), obs=options.get("obs")
-    )
