@@ -19,6 +19,9 @@ would reach on this split. CDVAE's figures come from their 60/20/20 split of the
 datasets (18,928 / 10,153 structures), ours from the 3,787 / 2,032 validation
 structures: same metric code in kind and constants, not a rerun of their model.
 
+Training settings are the crystals domain's defaults (beta 0.05, latent 16, 200 epochs, no
+early stopping; the core's lr 1e-3 and batch 128), as `betavae train` gives them.
+
     python benchmarks/crystals_vs_cdvae.py [--datasets perov_5,carbon_24] [--epochs 200]
         [--out runs/crystals_bench] [--samples 10000] [--coverage 0 (all)]
         [--wdist-samples 1000] [--workers 2]
@@ -37,9 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from betavae_core import ModelConfig, Objective, TrainConfig, fit, load_data
-from betavae_core.checkpoint import CONFIG, WEIGHTS
-from betavae_core.runs import load_run
+import betavae_core as bv
 from betavae_crystals import evaluations
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "crystals"
@@ -58,13 +59,12 @@ ROWS = [("match_rate", "reconstruction match rate", "%"), ("rmse", "reconstructi
         ("wdist_density", "W-dist density (g/cm^3)", ""),
         ("wdist_property", "W-dist formation energy (eV/atom)", ""),
         ("wdist_num_elements", "W-dist number of elements", "")]
-SETTINGS = {"latent_dim": 16, "beta": 0.05, "lr": 1e-3, "batch_size": 128}
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="perov_5,carbon_24")
-    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=None, help="default: the domain's (200)")
     p.add_argument("--out", default="runs/crystals_bench")
     p.add_argument("--samples", type=int, default=10_000)
     p.add_argument("--coverage", type=int, default=0,
@@ -82,17 +82,17 @@ def split(data, seed: int):
     return data.subset(np.sort(order[:n_train])), data.subset(np.sort(order[n_train:]))
 
 
-def fitted(name: str, train, args) -> tuple[torch.nn.Module, float]:
-    """Fit (or reuse) the run for one dataset; returns the model and the fit seconds."""
+def fitted(name: str, train, args) -> tuple[bv.Run, float]:
+    """Fit (or reuse) the run for one dataset with the domain's training defaults (and
+    `--epochs`, when given); returns the run and the fit seconds."""
     run = Path(args.out) / name
-    if (run / WEIGHTS).exists() and (run / CONFIG).exists():
-        return load_run(run).model, float("nan")
+    if (run / bv.WEIGHTS).exists() and (run / bv.CONFIG).exists():
+        return bv.load_run(run), float("nan")
     t0 = time.perf_counter()
-    fit(train, ModelConfig.for_data(train, latent_dim=SETTINGS["latent_dim"]),
-        TrainConfig(epochs=args.epochs, lr=SETTINGS["lr"], batch_size=SETTINGS["batch_size"],
-                    patience=None, seed=args.seed, progress=False, threads=1),
-        Objective(beta=SETTINGS["beta"]), out_dir=run)
-    return load_run(run).model, time.perf_counter() - t0
+    settings = {"epochs": args.epochs, "seed": args.seed, "progress": False, "threads": 1}
+    model, train_config, objective, from_domain = bv.configs_for(train, settings)
+    bv.fit(train, model, train_config, objective, out_dir=run, from_domain=from_domain)
+    return bv.load_run(run), time.perf_counter() - t0
 
 
 def evaluate(name: str, args) -> dict:
@@ -100,25 +100,25 @@ def evaluate(name: str, args) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data, _ = load_data(str(path))
+        data, _ = bv.load_data(str(path))
     load_s = time.perf_counter() - t0
     train, test = split(data, args.seed)
-    model, fit_s = fitted(name, train, args)
-    t0 = time.perf_counter()
-    rec = evaluations.reconstruction(model, test).metrics
-    rec_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    gen = evaluations.generation(model, test, n_samples=args.samples, seed=args.seed,
-                                 n_coverage=args.coverage or None, training=train,
-                                 n_valid_samples=args.wdist_samples or None,
-                                 workers=args.workers).metrics
-    gen_s = time.perf_counter() - t0
+    run, fit_s = fitted(name, train, args)
+    context = bv.RunContext(model=run.model, heldout=test, train_data=train,
+                            config=run.config, seed=args.seed, split="benchmark 80/20")
+    options = {"n_samples": args.samples, "n_coverage": args.coverage or None,
+               "n_valid_samples": args.wdist_samples or None, "workers": args.workers}
+    results = bv.evaluate(context, names=["crystal_reconstruction", "crystal_generation"],
+                          options={"crystal_generation": options})
+    rec, gen = results["crystal_reconstruction"], results["crystal_generation"]
     t0 = time.perf_counter()
     ceiling = training_as_generator(train, test, args)
     ceiling_s = time.perf_counter() - t0
     return {"dataset": name, "training_as_generator": ceiling, "n_train": len(train),
-            "n_test": len(test), "seconds": {"load": load_s, "fit": fit_s, "reconstruction": rec_s,
-                        "generation": gen_s, "ceiling": ceiling_s}, **rec, **gen}
+            "n_test": len(test), "config": run.config,
+            "seconds": {"load": load_s, "fit": fit_s, "reconstruction": rec.pop("seconds"),
+                        "generation": gen.pop("seconds"), "ceiling": ceiling_s},
+            **rec, **gen}
 
 
 def training_as_generator(train, test, args) -> dict:
@@ -150,9 +150,13 @@ def main() -> None:
     results = [evaluate(name, args) for name in args.datasets.split(",")]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__}, CPU only")
-    print(f"model: crystal_mlp (512,256), latent {SETTINGS['latent_dim']}, beta "
-          f"{SETTINGS['beta']}, {args.epochs} epochs, lr {SETTINGS['lr']}, batch "
-          f"{SETTINGS['batch_size']}; {args.samples} draws from the mixture over training "
+    cfg = results[0]["config"]
+    hidden = cfg["model"]["architecture_options"].get("hidden", [512, 256])
+    print(f"model: {cfg['model']['architecture']} ({','.join(map(str, hidden))}), latent "
+          f"{cfg['model']['latent_dim']}, beta {cfg['objective']['beta']}, "
+          f"{cfg['train']['epochs']} epochs, lr {cfg['train']['lr']}, batch "
+          f"{cfg['train']['batch_size']} (from the domain: {cfg.get('from_domain', {})}); "
+          f"{args.samples} draws from the mixture over training "
           f"encodings; coverage on {args.coverage or 'all'} draws (CDVAE fingerprints, "
           f"cutoffs {evaluations.STRUCT_CUTOFF} / {evaluations.COMP_CUTOFF}); "
           f"Wasserstein distances on {args.wdist_samples or 'all'} valid draws\n")

@@ -1,6 +1,8 @@
 """Crystals end to end: train and generate from the command line and from Python, the
-report's funnel, relaxation flags, property steering, evaluations, and outputs that are
-never overwritten. Tiny models on structures built by pymatgen/ase (no files needed)."""
+report's funnel, relaxation flags, property steering, evaluations (which see the run's
+training split and reload nothing), a generator the core hands no decoded samples, and
+outputs that are never overwritten. Tiny models on structures built by pymatgen/ase (no
+files needed)."""
 
 from __future__ import annotations
 
@@ -12,18 +14,19 @@ import torch
 from click.testing import CliRunner
 
 import betavae_core
+import betavae_core as bv
 from betavae_core import ModelConfig, Objective, TrainConfig, fit
 from betavae_core.cli import main
 from betavae_core.errors import ConfigError, OutputExistsError
 from betavae_crystals import (
     decode_latents_to_structures,
     encode_structures,
-    evaluations,
     from_structures,
     generate_candidates,
+    generation,
     guidance,
 )
-from betavae_crystals.toy import emt_metals, toy_perovskites
+from betavae_crystals.datasets import emt_metals, toy_perovskites
 
 pytestmark = pytest.mark.usefixtures("fresh_plugins")
 TINY = ["--latent-dim", "8", "--arch-option", "hidden=64", "--beta", "0.05", "--epochs", "40",
@@ -80,12 +83,10 @@ def test_output_that_holds_candidates_is_never_overwritten(toy_run, tmp_path, sn
     assert result.exit_code == 1 and "already exists and is not empty" in result.output
     assert snapshot(out) == before
     # The generator itself refuses a folder holding candidates, whoever calls it.
-    from betavae_crystals.generation import generate_crystals
-
-    run = betavae_core.load_run(toy_run)
-    samples = betavae_core.sample(run.model, 5, attrs=run.attrs)
+    context = betavae_core.load_run(toy_run).context(out_dir=out, lazy=True)
+    samples = bv.prepare_samples("none", context, 5, None, None)
     with pytest.raises(OutputExistsError, match="already holds candidates"):
-        generate_crystals(samples, out)
+        generation.generate_crystals(context, samples)
     assert snapshot(out) == before
 
 
@@ -93,7 +94,7 @@ def test_target_steers_the_predicted_property(toy_run, tmp_path):
     invoke("generate", toy_run, "-n", "200", "--out", tmp_path / "low",
            "-g", "target=tolerance_factor=0.85", "-g", "keep=valid", "-g", "training=none")
     invoke("generate", toy_run, "-n", "200", "--out", tmp_path / "high",
-           "-g", "target_tolerance_factor=1.05", "-g", "keep=valid", "-g", "training=none")
+           "-g", "target=1.05", "-g", "keep=valid", "-g", "training=none")
     low = json.loads((tmp_path / "low" / "report.json").read_text())["property"]
     high = json.loads((tmp_path / "high" / "report.json").read_text())["property"]
     assert low["target"] == 0.85 and high["target"] == 1.05
@@ -101,9 +102,20 @@ def test_target_steers_the_predicted_property(toy_run, tmp_path):
     result = CliRunner().invoke(main, ["generate", str(toy_run), "-n", "5", "--out",
                                        str(tmp_path / "bad"), "-g", "target=band_gap=2"])
     assert result.exit_code == 1 and "cannot target 'band_gap'" in result.output
+
+
+
+@pytest.mark.parametrize("option", ["colour=red", "target_tolerance_factor=1.0", "seed=3",
+                                    "n_coverage=5"])
+def test_unknown_generator_option_is_a_config_error_listing_the_valid_ones(toy_run, tmp_path,
+                                                                          option):
     result = CliRunner().invoke(main, ["generate", str(toy_run), "-n", "5", "--out",
-                                       str(tmp_path / "bad2"), "-g", "colour=red"])
-    assert result.exit_code == 1 and "no option(s) ['colour']" in result.output
+                                       str(tmp_path / "bad"), "-g", option])
+    key = option.partition("=")[0]
+    assert result.exit_code == 1 and f"no option(s) ['{key}']" in result.output
+    assert "relax (default None)" in result.output and "latent (default 'posterior')" in \
+        result.output
+    assert not isinstance(result.exception, TypeError)
 
 
 def test_latent_optimisation_moves_predictions_toward_target(toy_run):
@@ -121,18 +133,102 @@ def test_cli_evaluate_reconstruction_and_generation_metrics(toy_run, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(toy_run, run)
-    result = invoke("evaluate", run, "--only", "crystal_reconstruction")
+    result = invoke("evaluate", run, "--only", "crystal_reconstruction", "--only",
+                    "crystal_generation", "-e", "crystal_generation.n_samples=4")
     assert "crystal_reconstruction" in result.output
     section = json.loads((run / "report.json").read_text())["evaluation"]["results"]
     assert 0 <= section["crystal_reconstruction"]["match_rate"] <= 1
-    loaded = betavae_core.load_run(run)
-    heldout = loaded.heldout(loaded.data())
-    metrics = evaluations.generation(loaded.model, heldout, n_samples=4).metrics
+    metrics = section["crystal_generation"]
+    assert metrics["n_samples"] == 4
+    assert metrics["latent"].startswith("Gaussian mixture")  # fitted to run.train
     for key in ("structural_validity", "compositional_validity", "cov_recall",
                 "cov_precision"):
         assert 0 <= metrics[key] <= 1
     if metrics["validity"] > 0:
         assert metrics["wdist_density"] >= 0 and metrics["wdist_num_elements"] >= 0
+    result = CliRunner().invoke(main, ["evaluate", str(run), "--only", "crystal_generation",
+                                       "-e", "crystal_generation.seed=1"])
+    assert result.exit_code == 1 and "no option(s) ['seed']" in result.output
+    assert "n_samples (default 1000)" in result.output
+
+
+def test_generation_evaluation_uses_run_train_and_reloads_nothing(toy_run, monkeypatch):
+    loaded = betavae_core.load_run(toy_run)
+    context = loaded.context()
+    train, heldout = context.train, context.heldout
+
+    def no_reload(*args, **kwargs):
+        raise AssertionError("the evaluation reloaded data by name")
+
+    monkeypatch.setattr(bv, "load_data", no_reload)
+    monkeypatch.setattr("betavae_core.sources.load_data", no_reload)
+    monkeypatch.setattr("betavae_core.sources.reload_source", no_reload)
+    options = {"crystal_generation": {"n_samples": 6}}
+    seen = bv.evaluate(loaded.model, heldout, names=["crystal_generation"], train=train,
+                       options=options)["crystal_generation"]
+    assert seen["latent"].startswith("Gaussian mixture")
+    unknown = bv.evaluate(loaded.model, heldout, names=["crystal_generation"],
+                          options=options)["crystal_generation"]
+    assert "no training structures known" in unknown["latent"]
+
+
+def test_generator_is_handed_no_decoded_samples_and_decodes_each_draw_once(toy_run, tmp_path,
+                                                                          monkeypatch):
+    record = bv.registry("generators").get("crystals")
+    assert record.samples == "none"
+    received = []
+    real = generation.generate_crystals
+
+    def spy(run, samples, **options):
+        received.append(samples)
+        return real(run, samples, **options)
+
+    monkeypatch.setattr(generation, "generate_crystals", spy)
+    loaded = betavae_core.load_run(toy_run)
+    decoded_rows = []
+    hook = loaded.model.decoder.register_forward_hook(
+        lambda module, args, out: decoded_rows.append(len(out)))
+    try:
+        report = bv.generate(loaded.context(seed=3, lazy=True), 40, tmp_path / "c", seed=3,
+                             options={"latent": "prior", "keep": "valid"})
+    finally:
+        hook.remove()
+    (samples,) = received
+    assert samples.n == 40
+    assert samples.z is None and samples.mean is None and samples.params is None
+    assert sum(decoded_rows) == 40
+    assert report.summary["options"]["seed"] == 3
+    assert report.summary["novelty_reference"].endswith("of the run's training split")
+
+
+def test_novelty_against_structures_the_user_names(toy_run, tmp_path):
+    from pymatgen.io.cif import CifWriter
+
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    for structure, name in list(zip(*toy_perovskites()[::2], strict=True))[:5]:
+        (folder / f"{name}.cif").write_text(str(CifWriter(structure)))
+    out = tmp_path / "cands"
+    invoke("generate", toy_run, "-n", "30", "--out", out, "-g", f"training={folder}")
+    report = json.loads((out / "report.json").read_text())
+    assert report["novelty_reference"] == f"5 structures from {folder}"
+    assert report["funnel"]["novel"] is not None
+    named = {r["nearest_training"] for r in read_rows(out / "candidates.csv")}
+    assert named <= {f"{name}.cif" for name in toy_perovskites()[2][:5]}
+
+
+def test_generator_without_a_known_training_split_says_novelty_was_not_checked(toy_run,
+                                                                               tmp_path):
+    loaded = betavae_core.load_run(toy_run)
+    bare = bv.RunContext(model=loaded.model, split="none")
+    report = bv.generate(bare, 30, tmp_path / "c", generator="crystals", attrs=loaded.attrs)
+    summary = report.summary
+    assert summary["funnel"]["novel"] is None and summary["rates"]["novelty_of_unique"] is None
+    assert "training split is unknown" in summary["novelty_reference"]
+    assert "novelty not checked" in summary["accepted_means"]
+    assert "no training structures known" in summary["latent"]
+    rows = read_rows(tmp_path / "c" / "candidates.csv")
+    assert {r["novel"] for r in rows} == {""}
 
 
 def test_python_api_with_relaxation_that_does_not_converge(tmp_path):

@@ -128,8 +128,11 @@ def test_csv_bad_row_is_named_and_unknown_option_refused(tmp_path):
         data = load_csv(tmp_path / "t.csv")
     assert len(data) == 1
     assert any("t.csv row 3 (bad): cannot parse CIF" in str(w.message) for w in caught)
-    with pytest.raises(ConfigError, match="no option.*'colour'"):
-        load_csv(tmp_path / "t.csv", colour="red")
+    with pytest.raises(ConfigError, match=r"loader 'crystal_csv' has no option\(s\) "
+                       r"\['colour'\]; its options are: strict \(default False\), .*limit"):
+        betavae_core.load_data(str(tmp_path / "t.csv"), options={"colour": "red"})
+    with pytest.raises(ConfigError, match="limit must be an integer >= 1; got 0"):
+        betavae_core.load_data(str(tmp_path / "t.csv"), options={"limit": 0})
 
 
 def test_too_many_sites_for_the_maximum_is_named(cif_dir, tmp_path):

@@ -21,8 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from betavae_core.architectures import ArchitectureRequest, EncoderOutput
-from betavae_core.errors import ConfigError
+from betavae_core import ArchitectureRequest, ConfigError, EncoderOutput
 
 from .representation import COORD_COLS, LATTICE_ROWS, layout_of
 
@@ -74,7 +73,7 @@ class CrystalEncoder(nn.Module):
             h = self.norm(h)
         h = self.act(self.body(h))
         mu, logvar = self.head(h).chunk(2, dim=1)
-        return EncoderOutput(mu, logvar.clamp(-12.0, 8.0), h)
+        return EncoderOutput(mu, logvar, h)  # BetaVAE.encode clamps logvar
 
 
 class CrystalDecoder(nn.Module):
@@ -110,12 +109,14 @@ class CrystalDecoder(nn.Module):
 
 
 def build_crystal_mlp(request: ArchitectureRequest) -> tuple[nn.Module, nn.Module]:
-    """MLP encoder and the two-branch crystal decoder (option `hidden`)."""
+    """MLP encoder and the two-branch crystal decoder (option `hidden`, declared on the
+    record, which the core checks)."""
     raw = request.options.get("hidden", DEFAULT_HIDDEN)
-    hidden = [int(h) for h in (raw if isinstance(raw, (list, tuple)) else [raw])]
-    unknown = set(request.options) - {"hidden"}
-    if unknown:
-        raise ConfigError(f"unknown crystal_mlp options {sorted(unknown)}; it takes 'hidden'.")
+    try:
+        hidden = [int(h) for h in (raw if isinstance(raw, (list, tuple)) else [raw])]
+    except (TypeError, ValueError):
+        raise ConfigError(f"crystal_mlp hidden must be integers, e.g. hidden=512,256; got "
+                          f"{raw!r}.") from None
     if not hidden or min(hidden) < 1:
         raise ConfigError(f"crystal_mlp hidden sizes must be positive integers; got {hidden}.")
     if request.skip != "none":

@@ -1,5 +1,10 @@
 """Structures -> `DomainData` for the crystals domain, with the per-structure bookkeeping
-(what was skipped and why, which property the model learns) the later stages need."""
+(what was skipped and why, which property the model learns) the later stages need.
+
+Crystal data carries the domain's training defaults (`plugin.TRAINING_DEFAULTS`) on
+`DomainData.defaults`, so in-memory structures fit as files and the toy dataset do:
+`betavae_core.fit(from_structures(...))` takes beta 0.05, latent 16, 200 epochs, no early
+stopping wherever the caller set nothing."""
 
 from __future__ import annotations
 
@@ -13,16 +18,12 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
-from betavae_core.data import DomainData
-from betavae_core.errors import ConfigError, DataError
+from betavae_core import ConfigError, DataError, DomainData
 
+from .plugin import ARCHITECTURE, DOMAIN, GENERATOR, LIKELIHOOD, TRAINING_DEFAULTS
 from .readers import Entry, Problem, from_atoms
 from .representation import CrystalRepresentation, canonical_cell, single_blas_thread
 
-DOMAIN = "crystals"
-LIKELIHOOD = "crystal"
-ARCHITECTURE = "crystal_mlp"
-GENERATOR = "crystals"
 SHOWN_PROBLEMS = 20
 
 #: Columns recognised as a property to learn, in order of preference: (name, unit).
@@ -194,7 +195,7 @@ def build_data(
     return DomainData(
         x=np.stack(rows).astype(np.float32), domain=DOMAIN, likelihood=LIKELIHOOD,
         architecture=ARCHITECTURE, generator=GENERATOR, context=context,
-        metadata=metadata, attrs=attrs,
+        metadata=metadata, attrs=attrs, defaults=dict(TRAINING_DEFAULTS),
     )
 
 
@@ -216,7 +217,8 @@ def from_structures(
     like: str | Path | dict[str, Any] | None = None,
     strict: bool = True,
 ) -> DomainData:
-    """`DomainData` from pymatgen Structures or ase.Atoms, ready for `betavae_core.fit`.
+    """`DomainData` from pymatgen Structures or ase.Atoms, ready for `betavae_core.fit`
+    (with the crystals training defaults).
 
     `properties` maps a name to one value per structure (NaN where unknown); `property`
     picks which one the model learns (default: a formation energy or energy per atom if

@@ -1,5 +1,6 @@
 """Crystals made on the spot from pymatgen's and ase's own constructors, for the demo,
-the tests and a first try (`betavae train toy_perovskites`): nothing is downloaded.
+the tests and a first try (`betavae train toy_perovskites`, registered in `plugin` with
+the crystals training defaults): nothing is downloaded.
 
 `toy_perovskites`: ideal cubic ABX3 perovskites (space group Pm-3m) over a grid of A, B
 and X elements, each with a lattice constant from ionic radii (a = sqrt(2) (r_A + r_X),
@@ -7,8 +8,8 @@ the A-X contact) and its Goldschmidt tolerance factor t = (r_A + r_X) / (sqrt(2)
 r_X)) as the property, both from pymatgen's Shannon radii. Not DFT data: a stand-in that
 has the shape of Perov-5.
 
-`emt_metals`: fcc, bcc and hcp cells of the metals ASE's EMT calculator covers, for
-trying relaxation (`-g relax=emt`).
+`emt_metals` (Python only): fcc, bcc and hcp cells of the metals ASE's EMT calculator
+covers, for trying relaxation (`-g relax=emt`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from itertools import product
 import numpy as np
 from pymatgen.core import Lattice, Species, Structure
 
-from betavae_core.data import DomainData
-from betavae_core.errors import ConfigError
+from betavae_core import ConfigError, DomainData
 
 from .crystal_data import from_structures
 
@@ -69,7 +69,7 @@ def toy_perovskites(charge_balanced: bool = True) -> tuple[list[Structure], list
     return out, tol, names
 
 
-def load_toy_perovskites(jitter: float = 0.0, copies: int = 1, seed: int = 0) -> DomainData:
+def load_toy_perovskites(jitter: float = 0.02, copies: int = 4, seed: int = 0) -> DomainData:
     """The toy perovskites as `DomainData`; `copies` > 1 repeats each with its lattice
     scaled by 1 +- `jitter` (uniform), so a fit has more than a few dozen items."""
     if int(copies) < 1 or not 0 <= float(jitter) < 0.5:

@@ -5,7 +5,8 @@
   by the protocol's StructureMatcher: match rate, and RMSE (the matcher's normalised
   RMS displacement) averaged over matched pairs.
 * `crystal_generation`: `n_samples` latent draws decoded the same way (from the mixture
-  over training encodings when training data are given, else from the prior). Validity
+  over the run's training encodings, `run.train`; from the prior with `latent=prior`, or
+  when the training split is unknown, which the metrics then say). Validity
   (structural, compositional, both) over all draws. Coverage as CDVAE's `compute_cov`:
   on CDVAE's fingerprints (`fingerprints`: CrystalNN "ops" averaged over sites; Magpie
   scaled by CDVAE's fixed CompScaler), Euclidean distances, COV-R = share of held-out
@@ -20,6 +21,11 @@
   Wasserstein distances between valid generated and held-out structures of density
   (g/cm^3), number of elements, and the property head's prediction (CDVAE: on 1,000
   random valid draws; here `n_valid_samples`, default all valid draws).
+
+Both receive the run (`betavae_core.RunContext`): the held-out split to evaluate on, the
+training split, the seed. Batched passes go through `betavae_core.reconstruct` and
+`decode`; the likelihood's mean decodes (most probable species per slot, mean
+coordinates and lattice) to the most probable structure.
 """
 
 from __future__ import annotations
@@ -32,13 +38,11 @@ import torch
 from scipy.spatial.distance import cdist
 from scipy.stats import wasserstein_distance
 
-from betavae_core.data import DomainData
-from betavae_core.errors import DataError
-from betavae_core.posterior import batches
-from betavae_core.results import EvaluationResult
+import betavae_core as bv
+from betavae_core import DataError, DomainData, EvaluationResult
 
 from . import fingerprints, guidance, validity
-from .latents import latent_draws
+from .latents import DEFAULT_COMPONENTS, latent_draws
 from .representation import (
     COORD_COLS,
     Z_SCALE,
@@ -51,7 +55,8 @@ STRUCT_CUTOFF = 0.2
 COMP_CUTOFF = 4.0
 
 
-def _checked_representation(model: Any, data: DomainData) -> CrystalRepresentation:
+def checked_representation(model: Any, data: DomainData) -> CrystalRepresentation:
+    """The crystal representation of `data`, refusing data the model cannot read."""
     rep = CrystalRepresentation.from_attrs(data.attrs)
     if tuple(data.event_shape) != tuple(model.config.event_shape):
         raise DataError(f"the data's crystal tensors have shape {data.event_shape}; the model "
@@ -62,29 +67,12 @@ def _checked_representation(model: Any, data: DomainData) -> CrystalRepresentati
     return rep
 
 
-@torch.no_grad()
-def decode_latents(model: Any, z: torch.Tensor, batch_size: int = 4096
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(decodable items, raw decoder output) for latent codes."""
-    items, params = [], []
-    for sl in batches(len(z), batch_size):
-        out = model.decoder(z[sl].to(model.device), None, None)
-        items.append(model.likelihood.distribution(out).mode().cpu())
-        params.append(out.cpu())
-    return torch.cat(items), torch.cat(params)
-
-
-@torch.no_grad()
-def posterior_means(model: Any, data: DomainData, batch_size: int = 4096) -> torch.Tensor:
-    return torch.cat([model.encode(data.x[sl].to(model.device), None).mu.cpu()
-                      for sl in batches(len(data), batch_size)])
-
-
 @single_blas_thread
-def reconstruction(model: Any, data: DomainData) -> EvaluationResult:
+def reconstruction(run: bv.RunContext) -> EvaluationResult:
     """Match rate and RMSE of held-out structures encoded and decoded."""
-    rep = _checked_representation(model, data)
-    items, _ = decode_latents(model, posterior_means(model, data))
+    model, data = run.model, run.heldout
+    rep = checked_representation(model, data)
+    items = bv.reconstruct(model, data, mean=True).mean
     originals, decoded = rep.decode(data.x), rep.decode(items)
     matcher = protocol_matcher()
     rms = []
@@ -93,7 +81,7 @@ def reconstruction(model: Any, data: DomainData) -> EvaluationResult:
         if a is not None and b is not None:
             try:
                 r = matcher.get_rms_dist(a, b)
-            except Exception:
+            except Exception:  # a degenerate decoded cell can make the matcher fail
                 r = None
         rms.append(None if r is None else float(r[0]))
     matched = [r for r in rms if r is not None]
@@ -147,57 +135,42 @@ def fingerprint_arrays(structures: list, workers: int | None = None
     return fingerprints.fingerprint_arrays(structures, workers=workers)
 
 
-def _training_besides(heldout: DomainData) -> DomainData | None:
-    """The run's data loaded again from its recorded source, without the held-out items."""
-    import warnings
-
-    from .loaders import reload
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            full = reload(heldout.attrs.get("source", {}), heldout.attrs)
-    except Exception:
-        return None
-    held = set(map(str, heldout.metadata.get("name", [])))
-    keep = [i for i, name in enumerate(full.metadata.get("name", [])) if str(name) not in held]
-    return full.subset(keep) if keep else None
+def _subset(rng: np.random.Generator, indices: np.ndarray, size: int | None) -> np.ndarray:
+    """A sorted random `size` of `indices` (all of them when size is None or larger)."""
+    if size is None or len(indices) <= int(size):
+        return indices
+    return np.sort(rng.choice(indices, int(size), replace=False))
 
 
 @single_blas_thread
-def generation(model: Any, data: DomainData, n_samples: int = 1000, seed: int = 0,
-               n_coverage: int | None = None, training: DomainData | None = None,
+def generation(run: bv.RunContext, n_samples: int = 1000, latent: str = "posterior",
+               latent_components: int = DEFAULT_COMPONENTS, n_coverage: int | None = None,
                n_valid_samples: int | None = None, struct_cutoff: float = STRUCT_CUTOFF,
                comp_cutoff: float = COMP_CUTOFF, workers: int | None = None
                ) -> EvaluationResult:
     """Validity, coverage and property distances of generated vs held-out structures.
 
-    Latent codes come from the mixture fitted to the training structures' posterior
-    means, as the generator draws them. `betavae evaluate` passes only the held-out
-    split: the training structures are then the run's data loaded again minus the
-    held-out ones (by name); when that is impossible, the codes come from the prior.
-    Coverage is on all draws (`n_coverage`: a random subset of that many draws, valid or
-    not), property distances on all valid draws (`n_valid_samples`: a random subset of
-    the valid ones; CDVAE uses 1,000). `workers` processes compute the fingerprints."""
-    rep = _checked_representation(model, data)
-    if training is None:
-        training = _training_besides(data)
-    z, source = latent_draws(model, int(n_samples), "posterior", training, seed)
-    if z is None:
-        z = model.sample_prior(int(n_samples), generator=torch.Generator().manual_seed(seed))
-    z = z.cpu()
-    items, params = decode_latents(model, z)
-    structures = rep.decode(items)
+    Latent codes come from the mixture fitted to the training split's posterior means
+    (`run.train`), as the generator draws them; when the run's training split is unknown
+    (a bare `betavae_core.evaluate(model, data)`) they come from the prior, and
+    `metrics["latent"]` says so. Coverage is on all draws (`n_coverage`: a random subset
+    of that many draws, valid or not), property distances on all valid draws
+    (`n_valid_samples`: a random subset of the valid ones; CDVAE uses 1,000). `workers`
+    processes compute the fingerprints."""
+    model, data = run.model, run.heldout
+    rep = checked_representation(model, data)
+    training = run.train if latent == "posterior" else None
+    means = None if training is None else bv.encode(model, training)[0]
+    z, source = latent_draws(model, int(n_samples), latent, means, run.torch_generator(),
+                             run.seed, latent_components)
+    decoded = bv.decode(model, z, mean=True, sample=False, params=True, seed=run.seed)
+    structures = rep.decode(decoded.mean)
     struct_ok = np.array([validity.structure_validity(s)[0] for s in structures])
     comp_ok = np.array([s is not None and validity.composition_validity(s.composition)[0]
                         for s in structures])
-    valid = np.nonzero(struct_ok & comp_ok)[0]
-    rng = np.random.default_rng(seed)
-    if n_valid_samples is not None and len(valid) > n_valid_samples:
-        valid = np.sort(rng.choice(valid, int(n_valid_samples), replace=False))
-    drawn = np.arange(len(structures))
-    if n_coverage is not None and len(drawn) > n_coverage:
-        drawn = np.sort(rng.choice(drawn, int(n_coverage), replace=False))
+    rng = run.numpy_rng()
+    valid = _subset(rng, np.nonzero(struct_ok & comp_ok)[0], n_valid_samples)
+    drawn = _subset(rng, np.arange(len(structures)), n_coverage)
     reference = [s for s in rep.decode(data.x) if s is not None]
     gen_valid = [structures[i] for i in valid]
     t0 = time.perf_counter()
@@ -222,15 +195,25 @@ def generation(model: Any, data: DomainData, n_samples: int = 1000, seed: int = 
         "n_valid_samples": len(gen_valid),
     }
     if gen_valid:
-        metrics["wdist_density"] = float(wasserstein_distance(
-            [s.density for s in gen_valid], [s.density for s in reference]))
-        metrics["wdist_num_elements"] = float(wasserstein_distance(
-            [len(s.composition) for s in gen_valid], [len(s.composition) for s in reference]))
-        predicted = guidance.predict(model, params[valid], data.attrs)
-        if predicted is not None:
-            _, ref_params = decode_latents(model, posterior_means(model, data))
-            ref_pred = guidance.predict(model, ref_params, data.attrs)
-            metrics["wdist_property"] = float(wasserstein_distance(predicted.numpy(),
-                                                                   ref_pred.numpy()))
-            metrics["property"] = data.attrs["property"]["name"]
+        metrics.update(_distances(model, data, gen_valid, reference,
+                                  decoded.params[torch.as_tensor(valid)]))
     return EvaluationResult(metrics=metrics)
+
+
+def _distances(model: Any, data: DomainData, generated: list, reference: list,
+               params: torch.Tensor) -> dict[str, Any]:
+    """Wasserstein distances of density, number of elements and (with a property head)
+    the predicted property between valid draws and held-out structures."""
+    out: dict[str, Any] = {
+        "wdist_density": float(wasserstein_distance([s.density for s in generated],
+                                                    [s.density for s in reference])),
+        "wdist_num_elements": float(wasserstein_distance(
+            [len(s.composition) for s in generated], [len(s.composition) for s in reference])),
+    }
+    predicted = guidance.predict(model, params, data.attrs)
+    if predicted is not None:
+        ref_params = bv.reconstruct(model, data, mean=False, params=True).params
+        ref_pred = guidance.predict(model, ref_params, data.attrs)
+        out["wdist_property"] = float(wasserstein_distance(predicted.numpy(), ref_pred.numpy()))
+        out["property"] = data.attrs["property"]["name"]
+    return out

@@ -2,15 +2,18 @@
 uniqueness -> novelty -> (relaxation), written as CIF files, `candidates.csv` and
 `report.json`.
 
-Latent codes come by default from a Gaussian mixture fitted to the training structures'
-posterior means (`latent=posterior`; see `latents`), which replaces the core's prior
-draws; `latent=prior` keeps them. Decoding (default `decode=mode`) takes the most
-probable species of each slot, the mean direction of each coordinate's von Mises and the
-lattice mean; `decode=sample` draws them instead. With a target (`target=VALUE`,
-`target=NAME=VALUE` or `target_NAME=VALUE`) the draws are first moved toward it in
-latent space (see `guidance`). Accepted candidates are structurally and compositionally
-valid, unique among the generated set and novel against the training set; each gets
-`<id>.cif` (and `<id>_relaxed.cif` when relaxed).
+The record asks the core for no samples (`samples="none"`): the generator draws its own
+latent codes, by default from a Gaussian mixture fitted to the training structures'
+posterior means (`latent=posterior`; see `latents`), or from the prior
+(`latent=prior`), seeded from the run. With a target (`target=VALUE` or
+`target=NAME=VALUE`) the draws are first moved toward it in latent space (see
+`guidance`). The codes are decoded once, with `betavae_core.decode`: by default
+(`decode=mode`) the likelihood's mean, which decodes to the most probable species of
+each slot, the mean direction of each coordinate's von Mises and the lattice mean;
+`decode=sample` draws them instead. Accepted candidates are structurally and
+compositionally valid, unique among the generated set and novel against the run's
+training split (`run.train`; `training=PATH` names another reference, `training=none`
+switches novelty off); each gets `<id>.cif` (and `<id>_relaxed.cif` when relaxed).
 """
 
 from __future__ import annotations
@@ -27,22 +30,17 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from betavae_core.checkpoint import write_json, write_text
-from betavae_core.data import DomainData
-from betavae_core.errors import ConfigError, DataError, OutputExistsError
-from betavae_core.results import CandidateReport, GeneratedSamples
+import betavae_core as bv
+from betavae_core import CandidateReport, ConfigError, DataError, DomainData, OutputExistsError
 
 from . import guidance, matching, validity
-from .crystal_data import from_structures
-from .latents import latent_draws
+from .latents import DEFAULT_COMPONENTS, latent_draws
+from .loaders import load_like
 from .relax import CALCULATORS, relax_all
 from .representation import CrystalRepresentation, single_blas_thread
 
 KEEP = ("novel", "unique", "valid")
 DECODE = ("mode", "sample")
-OPTIONS = ("latent", "latent_components", "relax", "relax_steps", "fmax", "target",
-           "target_steps", "target_lr", "prior_weight", "training", "decode", "keep",
-           "symprec", "seed")
 
 
 class Stopwatch:
@@ -61,22 +59,10 @@ class Stopwatch:
 
 
 # --- options ---------------------------------------------------------------------------
-def parse_target(target: Any, extra: dict[str, Any], prop: dict[str, Any] | None
-                 ) -> float | None:
-    """The target value from `target=VALUE`, `target=NAME=VALUE` or `target_NAME=VALUE`."""
-    named = {k[len("target_"):]: v for k, v in extra.items() if k.startswith("target_")}
-    unknown = [k for k in extra if not k.startswith("target_")]
-    if unknown:
-        raise ConfigError(f"the crystals generator has no option(s) {sorted(unknown)}; its "
-                          f"options are {', '.join(OPTIONS)} (and target_NAME=VALUE).")
-    if target is not None and named:
-        raise ConfigError("give the target once: target=VALUE or target_NAME=VALUE.")
+def parse_target(target: Any, prop: dict[str, Any] | None) -> float | None:
+    """The target value from `target=VALUE` or `target=NAME=VALUE` (None: no target)."""
     name = None
-    if named:
-        if len(named) > 1:
-            raise ConfigError(f"one target at a time; got {sorted(named)}.")
-        name, target = next(iter(named.items()))
-    elif isinstance(target, str) and "=" in target:
+    if isinstance(target, str) and "=" in target:
         name, _, target = target.partition("=")
     if target is None:
         return None
@@ -92,48 +78,37 @@ def parse_target(target: Any, extra: dict[str, Any], prop: dict[str, Any] | None
         raise ConfigError(f"target must be a number; got {target!r}.") from None
 
 
-def training_reference(training: Any, attrs: dict[str, Any]) -> DomainData | None:
-    """The training data for novelty: given (DomainData, structures, path) or reloaded
-    from the run's recorded source; None when switched off (`training=none`)."""
-    from .loaders import reload
-
-    if isinstance(training, DomainData):
-        return training
-    if isinstance(training, str) and training.lower() == "none":
+def parse_relax(relax: Any) -> str | None:
+    """The relaxation calculator's name, or None for no relaxation."""
+    if relax is None or str(relax).lower() in ("none", "false", ""):
         return None
-    if isinstance(training, (str, Path)):
-        return _load_like(Path(training), attrs)
+    if str(relax).lower() not in CALCULATORS:
+        raise ConfigError(f"relax must be one of {', '.join(CALCULATORS)}; got {relax!r}.")
+    return str(relax).lower()
+
+
+def training_reference(run: bv.RunContext, training: Any, attrs: dict[str, Any]
+                       ) -> tuple[DomainData | None, str]:
+    """(the structures novelty is checked against, what they are): the run's training
+    split by default, the structures at `training=PATH`, or none (`training=none`, or
+    when the run's training split is unknown: the report then says so)."""
+    if training is not None and str(training).lower() == "none":
+        return None, "not checked (training=none)"
     if training is not None:
-        return from_structures(list(training), like=attrs, strict=False)
-    return reload(attrs.get("source", {}), attrs)
-
-
-def _load_like(path: Path, attrs: dict[str, Any]) -> DomainData:
-    from .loaders import claims_ase_db, claims_csv, load_ase_db, load_csv, load_structures
-
-    if not path.exists():
-        raise DataError(f"training={path}: no such file or folder.")
-    loader = (load_csv if claims_csv(path) else load_ase_db if claims_ase_db(path)
-              else load_structures)
-    return loader(path, like=attrs)
+        reference = load_like(Path(str(training)), attrs)
+        return reference, f"{len(reference)} structures from {training}"
+    reference = run.train
+    if reference is None:
+        return None, ("not checked: the run's training split is unknown (pass -g "
+                      "training=PATH, or training=none)")
+    if reference.attrs.get("representation") != attrs.get("representation"):
+        raise DataError("the run's training data no longer encodes as it did at the fit (its "
+                        "species or sizes changed); pass -g training=PATH to check novelty "
+                        "against it, or training=none.")
+    return reference, f"{len(reference)} structures of the run's training split"
 
 
 # --- the funnel ------------------------------------------------------------------------
-def decode_items(samples: GeneratedSamples, params: torch.Tensor, how: str, seed: int
-                 ) -> torch.Tensor:
-    model = samples.model
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        dist = model.likelihood.distribution(params.to(model.device))
-        return (dist.mode() if how == "mode" else dist.sample()).cpu()
-
-
-def decoder_params(model: Any, z: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model.decoder(z[i:i + batch_size].to(model.device), None, None).cpu()
-                          for i in range(0, len(z), batch_size)])
-
-
 def space_group(structure: Structure, symprec: float) -> str:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -142,41 +117,37 @@ def space_group(structure: Structure, symprec: float) -> str:
             warnings.simplefilter("ignore")  # spglib's deprecation notes, per call
             sga = SpacegroupAnalyzer(structure, symprec=symprec)
             return f"{sga.get_space_group_symbol()} ({sga.get_space_group_number()})"
-    except Exception:
+    except Exception:  # spglib fails on degenerate cells: no space group to report
         return ""
 
 
-def nearest_training(model: Any, reference: DomainData, z: torch.Tensor
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Index of, and latent distance to, the nearest training structure (posterior
-    means) for each latent code."""
+def nearest_training(means: np.ndarray, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Index of, and latent distance to, the nearest training structure (by its
+    posterior mean) for each latent code."""
     from scipy.spatial import cKDTree
 
-    from betavae_core.posterior import encode
-
-    mu, _ = encode(model, reference)
-    dist, idx = cKDTree(mu).query(z.double().numpy(), k=1)
+    dist, idx = cKDTree(means).query(z.double().numpy(), k=1)
     return np.asarray(idx), np.asarray(dist)
 
 
 @single_blas_thread
-def generate_crystals(samples: GeneratedSamples, out_dir: Path, relax: str | None = None,
-                      relax_steps: int = 200, fmax: float = 0.05, target: Any = None,
-                      target_steps: int = 200, target_lr: float = 0.05,
-                      prior_weight: float = 1.0, training: Any = None, decode: str = "mode",
-                      keep: str = "novel", symprec: float = 0.1, seed: int = 0,
-                      latent: str = "posterior", latent_components: int = 50,
-                      **extra: Any) -> CandidateReport:
-    """Turn latent draws into accepted candidate crystals with a funnel report."""
-    out_dir = Path(out_dir)
-    attrs, model = samples.attrs, samples.model
+def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
+                      latent: str = "posterior", latent_components: int = DEFAULT_COMPONENTS,
+                      decode: str = "mode", keep: str = "novel", training: Any = None,
+                      target: Any = None, target_steps: int = 200, target_lr: float = 0.05,
+                      prior_weight: float = 1.0, relax: str | None = None,
+                      relax_steps: int = 200, fmax: float = 0.05, symprec: float = 0.1
+                      ) -> CandidateReport:
+    """Draw `samples.n` latent codes, decode them into candidate crystals and write the
+    accepted ones into `run.out_dir` with a funnel report."""
+    if run.out_dir is None:
+        raise ConfigError("the crystals generator needs run.out_dir, the folder to write into.")
+    out_dir = Path(run.out_dir)
+    attrs, model, n = run.attrs, run.model, int(samples.n)
     rep = CrystalRepresentation.from_attrs(attrs)
     prop = guidance.property_info(attrs)
-    goal = parse_target(target, extra, prop)
-    if relax is not None and str(relax).lower() in ("none", "false", ""):
-        relax = None
-    if relax is not None and str(relax).lower() not in CALCULATORS:
-        raise ConfigError(f"relax must be one of {', '.join(CALCULATORS)}; got {relax!r}.")
+    goal = parse_target(target, prop)
+    relax = parse_relax(relax)
     if decode not in DECODE:
         raise ConfigError(f"decode must be one of {DECODE}; got {decode!r}.")
     if keep not in KEEP:
@@ -185,24 +156,21 @@ def generate_crystals(samples: GeneratedSamples, out_dir: Path, relax: str | Non
         raise OutputExistsError(f"{out_dir} already holds candidates; they are never "
                                 f"overwritten. Choose a new --out.")
     clock = Stopwatch()
-    n = len(samples.z)
-    z = samples.z
-    params = samples.params
-    reference = training_reference(training, attrs)
+    reference, reference_note = training_reference(run, training, attrs)
     clock.lap("load_training", 0 if reference is None else len(reference))
-    drawn, latent_source = latent_draws(model, n, latent, reference, seed, latent_components)
-    if drawn is not None:
-        z = drawn
-        params = decoder_params(model, z)
-        clock.lap("latent_draws", n)
+    means = None if reference is None else bv.encode(model, reference)[0]
+    z, latent_source = latent_draws(model, n, latent, means, run.torch_generator(), run.seed,
+                                    latent_components)
+    clock.lap("latent_draws", n)
     if goal is not None:
         z = guidance.optimise_latents(model, z, goal, attrs, target_steps, target_lr,
                                       prior_weight).cpu()
-        params = decoder_params(model, z)
         clock.lap("latent_optimisation", n)
-    items = decode_items(samples, params, decode, seed)
+    decoded = bv.decode(model, z, mean=decode == "mode", sample=decode == "sample",
+                        params=True, seed=run.seed)
+    items = decoded.mean if decode == "mode" else decoded.sample
     structures = rep.decode(items)
-    predicted = guidance.predict(model, params, attrs)
+    predicted = guidance.predict(model, decoded.params, attrs)
     clock.lap("decode", n)
 
     struct_ok, struct_why = zip(*(validity.structure_validity(s) for s in structures),
@@ -225,15 +193,14 @@ def generate_crystals(samples: GeneratedSamples, out_dir: Path, relax: str | Non
         names = [str(v) for v in reference.metadata.get("name", range(len(reference)))]
         train_set = matching.TrainingSet.build(ref_structures, names)
         matched = {i: train_set.match(structures[i]) for i in unique}
-        near_idx, near_dist = nearest_training(model, reference, z)
+        near_idx, near_dist = nearest_training(means, z)
         clock.lap("novelty", len(unique))
     novel = [i for i in unique if reference is None or matched[i] is None]
     accepted = {"novel": novel, "unique": unique, "valid": valid}[keep]
 
     relaxations: dict[int, Any] = {}
     if relax is not None:
-        results = relax_all([structures[i] for i in accepted], str(relax).lower(), fmax,
-                            int(relax_steps))
+        results = relax_all([structures[i] for i in accepted], relax, fmax, int(relax_steps))
         relaxations = dict(zip(accepted, results, strict=True))
         clock.lap("relaxation", len(accepted))
 
@@ -245,17 +212,19 @@ def generate_crystals(samples: GeneratedSamples, out_dir: Path, relax: str | Non
     rows = _rows(ids, structures, struct_ok, struct_why, comp_ok, comp_why, first_of, matched,
                  near_idx, near_dist, reference, predicted, prop, relaxations, sg, set(accepted),
                  reference is not None)
-    write_text(out_dir / "candidates.csv", _csv(rows))
+    bv.write_text(out_dir / "candidates.csv", _csv(rows))
     files.append("candidates.csv")
     summary = _summary(n, struct_ok, comp_ok, valid, unique, novel, accepted, relaxations,
-                       reference, predicted, prop, goal, clock, keep, decode, relax)
+                       reference, reference_note, predicted, prop, goal, clock, keep, decode,
+                       relax)
     summary["latent"] = latent_source
     summary["options"] = {"latent": latent, "latent_components": latent_components,
                           "relax": relax, "relax_steps": relax_steps, "fmax": fmax,
                           "target": goal, "target_steps": target_steps, "target_lr": target_lr,
                           "prior_weight": prior_weight, "decode": decode, "keep": keep,
-                          "symprec": symprec}
-    write_json(out_dir / "report.json", summary)
+                          "training": None if training is None else str(training),
+                          "symprec": symprec, "seed": run.seed}
+    bv.write_json(out_dir / "report.json", summary)
     files.append("report.json")
     objects = {ids[i]: structures[i] for i in accepted}
     return CandidateReport(objects=objects, summary=summary, files=files)
@@ -267,11 +236,11 @@ def _write_cifs(out_dir: Path, ids: Sequence[str], structures: Sequence[Structur
 
     files = []
     for i in accepted:
-        write_text(out_dir / f"{ids[i]}.cif", str(CifWriter(structures[i])))
+        bv.write_text(out_dir / f"{ids[i]}.cif", str(CifWriter(structures[i])))
         files.append(f"{ids[i]}.cif")
         relaxed = relaxations.get(i)
         if relaxed is not None and relaxed.structure is not None:
-            write_text(out_dir / f"{ids[i]}_relaxed.cif", str(CifWriter(relaxed.structure)))
+            bv.write_text(out_dir / f"{ids[i]}_relaxed.cif", str(CifWriter(relaxed.structure)))
             files.append(f"{ids[i]}_relaxed.cif")
     return files
 
@@ -328,8 +297,18 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
+def _accepted_means(keep: str, novelty_checked: bool) -> str:
+    if keep == "valid":
+        return "valid (valid)"
+    if keep == "unique" or not novelty_checked:
+        note = "" if keep == "unique" else "; novelty not checked"
+        return f"{keep} (valid, unique{note})"
+    return "novel (valid, unique, novel)"
+
+
 def _summary(n, struct_ok, comp_ok, valid, unique, novel, accepted, relaxations, reference,
-             predicted, prop, goal, clock, keep, decode, relax) -> dict[str, Any]:
+             reference_note, predicted, prop, goal, clock, keep, decode, relax
+             ) -> dict[str, Any]:
     n_struct = int(sum(struct_ok))
     n_comp_after = sum(1 for i in range(n) if struct_ok[i] and comp_ok[i])
     funnel: dict[str, Any] = {
@@ -353,10 +332,8 @@ def _summary(n, struct_ok, comp_ok, valid, unique, novel, accepted, relaxations,
                                   else None),
         },
         "accepted": len(accepted),
-        "accepted_means": f"{keep} (valid{', unique' if keep != 'valid' else ''}"
-                          f"{', novel' if keep == 'novel' else ''})",
-        "novelty_reference": (f"{len(reference)} training structures" if reference is not None
-                              else "not checked (training=none)"),
+        "accepted_means": _accepted_means(keep, reference is not None),
+        "novelty_reference": reference_note,
         "decode": decode,
         "stages": clock.stages,
     }

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from betavae_core.errors import ConfigError
+import betavae_core as bv
+from betavae_core import ConfigError
 
 
 def property_info(attrs: dict[str, Any]) -> dict[str, Any] | None:
@@ -32,8 +33,8 @@ def predict(model: Any, params: torch.Tensor, attrs: dict[str, Any],
     info = property_info(attrs)
     if info is None or getattr(model.likelihood, "property_head", None) is None:
         return None
-    parts = [model.likelihood.property_prediction(params[i:i + batch_size].to(model.device))
-             for i in range(0, len(params), batch_size)]
+    parts = [model.likelihood.property_prediction(params[sl].to(model.device))
+             for sl in bv.batches(len(params), batch_size)]
     return torch.cat(parts).cpu() * info["std"] + info["mean"]
 
 

@@ -17,41 +17,46 @@ from typing import Any
 import numpy as np
 import torch
 
-from betavae_core.data import DomainData
-from betavae_core.errors import ConfigError
+from betavae_core import ConfigError
 
 SOURCES = ("posterior", "prior")
 DEFAULT_COMPONENTS = 50
 
 
-def mixture_draws(model: Any, training: DomainData, n: int, seed: int = 0,
+def n_components(n_means: int, components: int) -> int:
+    """Mixture components for `n_means` encodings: at most one per ten of them."""
+    return max(1, min(int(components), n_means // 10))
+
+
+def mixture_draws(means: np.ndarray, n: int, seed: int = 0,
                   components: int = DEFAULT_COMPONENTS) -> torch.Tensor:
     """n latent codes from a full-covariance Gaussian mixture fitted to the training
     structures' posterior means (fewer components when there are few structures)."""
     from sklearn.mixture import GaussianMixture
 
-    from betavae_core.posterior import encode
-
     if int(components) < 1:
         raise ConfigError(f"latent_components must be >= 1; got {components}.")
-    mu, _ = encode(model, training)
-    k = max(1, min(int(components), len(mu) // 10))
-    mixture = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed)
-    mixture.fit(mu)
+    mixture = GaussianMixture(n_components(len(means), components), covariance_type="full",
+                              reg_covar=1e-4, random_state=seed)
+    mixture.fit(means)
     draws, _ = mixture.sample(int(n))
     order = np.random.default_rng(seed).permutation(int(n))  # sample() groups by component
     return torch.as_tensor(draws[order], dtype=torch.float32)
 
 
-def latent_draws(model: Any, n: int, source: str, training: DomainData | None, seed: int,
-                 components: int = DEFAULT_COMPONENTS) -> tuple[torch.Tensor | None, str]:
-    """(codes or None to keep the prior draws, description of where they came from)."""
+def latent_draws(model: Any, n: int, source: str, means: np.ndarray | None,
+                 generator: torch.Generator, seed: int,
+                 components: int = DEFAULT_COMPONENTS) -> tuple[torch.Tensor, str]:
+    """(n latent codes, where they came from): from the mixture over the training
+    posterior `means`, or from the prior (asked for, or when `means` is None: no
+    training structures are known) with `generator`."""
     if source not in SOURCES:
         raise ConfigError(f"latent must be one of {SOURCES}; got {source!r}.")
+    if source == "posterior" and means is not None:
+        z = mixture_draws(means, n, seed, components)
+        return z, (f"Gaussian mixture ({n_components(len(means), components)} components) "
+                   f"fitted to the training posterior means")
+    z = model.sample_prior(int(n), generator=generator).cpu()
     if source == "prior":
-        return None, "prior N(0, I)"
-    if training is None:
-        return None, "prior N(0, I) (no training data to fit the posterior mixture)"
-    z = mixture_draws(model, training, n, seed, components)
-    return z, (f"Gaussian mixture ({min(int(components), max(1, len(training) // 10))} "
-               f"components) fitted to the training posterior means")
+        return z, "prior N(0, I)"
+    return z, "prior N(0, I) (no training structures known to fit the posterior mixture)"

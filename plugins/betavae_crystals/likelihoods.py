@@ -27,9 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from betavae_core.data import check_finite
-from betavae_core.errors import DataError
-from betavae_core.likelihoods import Likelihood
+from betavae_core import DataError, Likelihood, check_finite
 
 from .representation import COORD_COLS, EMPTY, LATTICE_ROWS, Z_SCALE, layout_of
 
@@ -133,8 +131,10 @@ class CrystalDistribution:
 class CrystalLikelihood(Likelihood):
     """Gaussian lattice x von Mises coordinates x categorical species (x property).
 
-    Options: `max_concentration` (cap on the von Mises kappa, default 1e4);
-    `property_hidden` (width of the property head, default 64; 0 turns the head off).
+    Options (declared on the record in `plugin`): `max_concentration` (cap on the von
+    Mises kappa, default 1e4); `min_lattice_scale` (floor of the lattice numbers' learned
+    s.d., default 0.01); `property_hidden` (width of the property head, default 64; 0
+    turns the head off).
     """
 
     params_per_element = 2

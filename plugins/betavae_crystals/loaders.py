@@ -1,39 +1,25 @@
 """The loaders the plugin registers: folders or files of structures, CSV tables with a
 CIF column, and ASE databases. Each claims a path by its content and returns the
-crystals `DomainData` (see `crystal_data.build_data` for the options)."""
+crystals `DomainData` (see `crystal_data.build_data`).
+
+Options (declared on the records in `plugin`, which the core checks): `strict` stops at
+the first structure that cannot be used instead of skipping it by name; `primitive`
+reduces to the primitive cell; `max_sites` skips larger cells; `property` picks the
+column to learn ("none" for none); `like` (a run directory) encodes with a fitted run's
+representation; `limit` reads only the first N structures.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from betavae_core.data import DomainData
-from betavae_core.errors import ConfigError, DataError
+from betavae_core import ConfigError, DataError, DomainData
 
 from . import readers
 from .crystal_data import build_data
-
-OPTIONS = ("strict", "primitive", "max_sites", "property", "like", "limit")
-
-
-def _options(loader: str, options: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise ConfigError(f"loader {loader!r} has no option(s) {sorted(unknown)}; its options "
-                          f"are {', '.join(OPTIONS)}.")
-    limit = options.get("limit")
-    if limit is not None and int(limit) < 1:
-        raise ConfigError(f"limit must be >= 1; got {limit}.")
-    max_sites = options.get("max_sites")
-    if max_sites is not None and int(max_sites) < 1:
-        raise ConfigError(f"max_sites must be >= 1; got {max_sites}.")
-    return {
-        "strict": _flag(options.get("strict", False), "strict"),
-        "primitive": _flag(options.get("primitive", True), "primitive"),
-        "max_sites": None if max_sites is None else int(max_sites),
-        "property": options.get("property"),
-        "like": options.get("like"),
-    }
+from .readers import Entry, Problem
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -46,16 +32,43 @@ def _flag(value: Any, name: str) -> bool:
     raise ConfigError(f"option {name} must be true or false; got {value!r}.")
 
 
+def _positive(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ConfigError(f"{name} must be an integer >= 1; got {value!r}.")
+    return number
+
+
 def _source(path: Path, loader: str, options: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "file", "path": str(path.resolve()), "loader": loader,
-            "options": {k: v for k, v in options.items() if v is not None}}
+    """Where the structures came from, for `attrs["source"]` (a `like` given as a run's
+    attributes is named, not copied)."""
+    shown = {k: ("(a fitted run's attrs)" if isinstance(v, dict) else v)
+             for k, v in options.items() if v is not None}
+    return {"kind": "file", "path": str(path.resolve()), "loader": loader, "options": shown}
 
 
-def _limited(entries, limit: Any):
+def _limited(entries: Iterable[Entry | Problem], limit: int | None
+             ) -> Iterator[Entry | Problem]:
     for i, entry in enumerate(entries):
-        if limit is not None and i >= int(limit):
+        if limit is not None and i >= limit:
             return
         yield entry
+
+
+def _build(entries: Iterable[Entry | Problem], path: Path, loader: str, *, strict: Any,
+           primitive: Any, max_sites: Any, property: str | None, like: Any,
+           limit: int | None) -> DomainData:
+    options = {"strict": strict, "primitive": primitive, "max_sites": max_sites,
+               "property": property, "like": like, "limit": limit}
+    return build_data(_limited(entries, limit), source=_source(path, loader, options),
+                      strict=_flag(strict, "strict"), primitive=_flag(primitive, "primitive"),
+                      max_sites=_positive(max_sites, "max_sites"), property=property,
+                      like=like)
 
 
 # --- structure files and folders -------------------------------------------------------
@@ -75,18 +88,20 @@ def claims_structures(path: Path) -> bool:
     return readers.is_structure_file(path)
 
 
-def load_structures(path: Path, **options: Any) -> DomainData:
+def load_structures(path: Path, *, strict: Any = False, primitive: Any = True,
+                    max_sites: Any = None, property: str | None = None, like: Any = None,
+                    limit: Any = None) -> DomainData:
     """Every structure in a folder (recursively) or in one structure file."""
     path = Path(path)
-    opts = _options("crystal_structures", options)
     if path.is_dir():
-        entries = readers.read_folder(path)
+        entries: Iterable[Entry | Problem] = readers.read_folder(path)
     elif path.is_file():
-        entries = iter(readers.read_file(path))
+        entries = readers.read_file(path)
     else:
         raise DataError(f"{path} does not exist.")
-    return build_data(_limited(entries, options.get("limit")),
-                      source=_source(path, "crystal_structures", options), **opts)
+    return _build(entries, path, "crystal_structures", strict=strict, primitive=primitive,
+                  max_sites=max_sites, property=property, like=like,
+                  limit=_positive(limit, "limit"))
 
 
 # --- CSV with a cif column -------------------------------------------------------------
@@ -96,13 +111,15 @@ def claims_csv(path: Path) -> bool:
                                                           readers.csv_header(path)}
 
 
-def load_csv(path: Path, **options: Any) -> DomainData:
+def load_csv(path: Path, *, strict: Any = False, primitive: Any = True,
+             max_sites: Any = None, property: str | None = None, like: Any = None,
+             limit: Any = None) -> DomainData:
     """Rows of a CSV with a 'cif' column (numeric columns are candidate properties)."""
     path = Path(path)
-    opts = _options("crystal_csv", options)
-    limit = options.get("limit")
-    entries = readers.read_csv_table(path, None if limit is None else int(limit))
-    return build_data(entries, source=_source(path, "crystal_csv", options), **opts)
+    limit = _positive(limit, "limit")
+    return _build(readers.read_csv_table(path, limit), path, "crystal_csv", strict=strict,
+                  primitive=primitive, max_sites=max_sites, property=property, like=like,
+                  limit=limit)
 
 
 # --- ASE databases ---------------------------------------------------------------------
@@ -111,27 +128,22 @@ def claims_ase_db(path: Path) -> bool:
     return readers.looks_like_ase_db(path)
 
 
-def load_ase_db(path: Path, **options: Any) -> DomainData:
+def load_ase_db(path: Path, *, strict: Any = False, primitive: Any = True,
+                max_sites: Any = None, property: str | None = None, like: Any = None,
+                limit: Any = None) -> DomainData:
     """Rows of an ASE database (its key-value pairs are candidate properties)."""
     path = Path(path)
-    opts = _options("crystal_ase_db", options)
-    return build_data(_limited(readers.read_ase_db(path), options.get("limit")),
-                      source=_source(path, "crystal_ase_db", options), **opts)
+    return _build(readers.read_ase_db(path), path, "crystal_ase_db", strict=strict,
+                  primitive=primitive, max_sites=max_sites, property=property, like=like,
+                  limit=_positive(limit, "limit"))
 
 
-def reload(source: dict[str, Any], attrs: dict[str, Any] | None = None) -> DomainData:
-    """Load again the data a run was fit on, from `attrs["source"]` (a file or a named
-    dataset, as recorded by the loader); a file is encoded like the run (`attrs`), so a
-    file that changed since cannot silently change the vocabulary."""
-    from betavae_core.sources import reload_source
-
-    kind = source.get("kind")
-    if kind == "file" and attrs is not None:
-        source = {**source, "options": {**source.get("options", {}), "like": attrs}}
-    if kind not in ("file", "dataset"):
-        raise DataError("the training structures were given in memory; pass them to the "
-                        "generator (training=...) to check novelty.")
-    if kind == "file" and not Path(source["path"]).exists():
-        raise DataError(f"the training data {source['path']} is no longer there; pass "
-                        f"-g training=PATH to check novelty against it (or training=none).")
-    return reload_source(source)
+def load_like(path: Path, attrs: dict[str, Any]) -> DomainData:
+    """Structures at `path` (any of the formats above) encoded with a fitted run's
+    representation (`attrs`), for a reference set the user names (`-g training=PATH`)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder.")
+    load = (load_csv if claims_csv(path) else load_ase_db if claims_ase_db(path)
+            else load_structures)
+    return load(path, like=attrs)

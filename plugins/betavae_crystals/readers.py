@@ -15,7 +15,7 @@ from typing import Any
 
 from pymatgen.core import Structure
 
-from betavae_core.errors import DataError
+from betavae_core import DataError
 
 CIF_SUFFIXES = (".cif", ".mcif")
 POSCAR_SUFFIXES = (".vasp", ".poscar")

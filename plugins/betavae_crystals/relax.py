@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
-from betavae_core.errors import ConfigError
+from betavae_core import ConfigError
 
 from .representation import single_blas_thread
 

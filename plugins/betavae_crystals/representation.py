@@ -38,7 +38,7 @@ import torch
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Element, Lattice, Structure
 
-from betavae_core.errors import DataError
+from betavae_core import DataError
 
 LATTICE_ROWS = 2
 COORD_COLS = 3
