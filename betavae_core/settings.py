@@ -50,6 +50,11 @@ def configs_for(
             if kept:
                 from_domain[key] = kept
                 given = {**given, key: {**kept, **chosen}}
+    if ("epochs" in given and "warmup_epochs" in from_domain
+            and isinstance(data.defaults.get("epochs"), (int, float))):
+        # a suggested warm-up is a share of the suggested epochs: keep the share
+        share = from_domain["warmup_epochs"] / data.defaults["epochs"]
+        from_domain["warmup_epochs"] = max(share * given["epochs"], 1e-6)
     merged = {**from_domain, **given}
     for key in ZERO_IS_OFF:
         if merged.get(key) == 0:

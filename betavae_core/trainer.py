@@ -8,6 +8,7 @@ import io
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ class FitResult:
     val_indices: np.ndarray = field(repr=False)
     train_indices: np.ndarray = field(repr=False)
     report: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # what config.json holds
 
 
 def resolve_device(name: str) -> torch.device:
@@ -146,7 +148,7 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     source: dict[str, Any] | None = None,
-    domain_record: dict[str, Any] | None = None,
+    domain_record: dict[str, Any] | Callable[[FitResult], dict[str, Any]] | None = None,
     from_domain: dict[str, Any] | None = None,
 ) -> FitResult:
     """Fit a β-VAE to `data`, writing a run directory when `out_dir` is given.
@@ -156,7 +158,8 @@ def fit(
     `from_domain`, when the caller resolved them, as the CLI does). `source` records where
     the data came from (dataset name or file and loader), so `betavae evaluate` and
     `betavae generate` can find it again. `domain_record` is a plugin's own JSON about
-    the fit, written as domain.json. With `resume=True` the fit continues from
+    the fit (or a function of the `FitResult` that returns it), written as domain.json
+    after the fit. With `resume=True` the fit continues from
     `out_dir/checkpoint` exactly where it stopped.
     """
     from .settings import fill_from_domain
@@ -199,8 +202,6 @@ def fit(
         state = ckpt.load_state(run.dir / ckpt.TRAINER_STATE) if has_state else None
     if run.writes:
         ckpt.write_json(run.dir / ckpt.CONFIG, config_doc)  # on resume: the new epochs etc.
-        if domain_record is not None:
-            ckpt.write_json(run.dir / ckpt.DOMAIN_RECORD, domain_record)
     model.to(device)
     optimiser = _adam([p for p in model.parameters() if p.requires_grad], train.lr)
     train_idx, val_idx = split_indices(len(data), train.val_fraction, train.seed)
@@ -218,10 +219,14 @@ def fit(
     model.load_state_dict(loop.best_state)
     model.eval()
     report = loop.final_report()
+    result = FitResult(model, loop.history, run.dir, loop.stopped, loop.best_epoch,
+                       val_idx, train_idx, report, config_doc)
     if run.dir is not None and world.is_main:
         ckpt.write_json(run.dir / ckpt.REPORT, report)
-    return FitResult(model, loop.history, run.dir, loop.stopped, loop.best_epoch,
-                     val_idx, train_idx, report)
+        if domain_record is not None:
+            record = domain_record(result) if callable(domain_record) else domain_record
+            ckpt.write_json(run.dir / ckpt.DOMAIN_RECORD, record)
+    return result
 
 
 def _adam(params: list[torch.nn.Parameter], lr: float):

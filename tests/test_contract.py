@@ -217,6 +217,13 @@ def test_domain_defaults_fill_what_the_user_did_not_set(make_module, entry_point
         configs_for(data, {"betta": 2})
 
 
+def test_a_suggested_warmup_keeps_its_share_of_the_epochs_the_user_sets(shapes_data) -> None:
+    shapes_data.defaults = {"epochs": 400, "warmup_epochs": 100.0, "schedule": "warmup"}
+    _, train, objective, from_domain = configs_for(shapes_data, {"epochs": 8})
+    assert (train.epochs, objective.warmup_epochs, from_domain["warmup_epochs"]) == (8, 2.0, 2.0)
+    assert configs_for(shapes_data, {"epochs": 8, "warmup_epochs": 5})[2].warmup_epochs == 5
+
+
 def test_option_dicts_merge_the_users_keys_over_the_domains(shapes_data) -> None:
     shapes_data.defaults = {"architecture_options": {"hidden": [32], "depth": 2},
                             "latent_dim": 4}
