@@ -83,6 +83,18 @@ def test_every_declared_name_resolves_and_none_shadows_a_submodule() -> None:
             assert not isinstance(value, type(sys)), name
 
 
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set()
+    for package, folder in tool["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((package, *rel)))
+    assert found == set(tool["packages"])
+
+
 def test_readme_lists_every_declared_name() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Writing a plugin"):]
