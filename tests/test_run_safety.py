@@ -3,12 +3,11 @@ reuse only what is provably the same fit, and the user's own files survive."""
 
 import pytest
 
-from betavae_core import registry
+from betavae_core import registry, sweep
 from betavae_core.checkpoint import prepare_run_dir
 from betavae_core.errors import CheckpointError, ConfigError, OutputExistsError
 from betavae_core.model import ModelConfig
 from betavae_core.objective import Objective
-from betavae_core import sweep
 from betavae_core.trainer import TrainConfig, fit
 
 SOURCE = {"kind": "dataset", "name": "shapes"}
