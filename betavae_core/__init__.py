@@ -13,9 +13,6 @@ command line start at once.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from .errors import (
     BetaVAEError,
     CheckpointError,
@@ -28,7 +25,7 @@ from .errors import (
     PluginError,
 )
 from .hookspecs import Register, hookimpl
-from .lazy import lazy, requires
+from .lazy import lazy, lazy_exports, requires
 from .plugins import call_plugin, get_host, plugin_infos, registry, reset_plugins
 from .registry import (
     DEFAULTABLE,
@@ -94,7 +91,8 @@ __all__ = [  # every name above, eager or lazy (a test checks they agree)
     "Terms", "TrainConfig", "WEIGHTS", "atomic_write", "batches", "build_mlp", "call_plugin",
     "check_finite", "check_options", "configs_for", "decode", "encode", "evaluate",
     "evaluate_run", "evaluate_terms", "fit", "generate", "get_host", "heldout_summary",
-    "hookimpl", "information", "lazy", "load_data", "load_model", "load_run", "load_weights",
+    "hookimpl", "information", "lazy", "lazy_exports", "load_data", "load_model", "load_run",
+    "load_weights",
     "minibatch", "new_output_dir", "parse_options", "plots", "plugin_infos", "prepare_run_dir",
     "prepare_samples", "read_json", "reconstruct", "registry", "requires", "reset_plugins",
     "resolve_device", "sample", "save_figure", "save_weights", "split_indices", "sweep",
@@ -102,15 +100,7 @@ __all__ = [  # every name above, eager or lazy (a test checks they agree)
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MODULES:
-        module = importlib.import_module(f".{name}", __name__)
-    elif name in _LAZY:
-        module = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    else:
-        raise AttributeError(f"module 'betavae_core' has no attribute {name!r}")
-    globals()[name] = module
-    return module
+__getattr__ = lazy_exports(__name__, _LAZY, modules=_MODULES)
 
 
 def __dir__() -> list[str]:

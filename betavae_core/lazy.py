@@ -54,6 +54,28 @@ def lazy(target: str, **bound: Any) -> LazyCallable:
     return LazyCallable(target, **bound)
 
 
+def lazy_exports(package: str, names: dict[str, str],
+                 modules: tuple[str, ...] = ()) -> Callable[[str], Any]:
+    """A module `__getattr__` for a package whose names load on first use.
+
+    `names` maps an exported name to the submodule (relative to `package`) defining it;
+    `modules` are submodules exported whole. In the package's `__init__.py`:
+    `__getattr__ = lazy_exports(__name__, {"fit": "tl"}, modules=("tl", "pl"))`.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in modules:
+            value: Any = importlib.import_module(f".{name}", package)
+        elif name in names:
+            value = getattr(importlib.import_module(f".{names[name]}", package), name)
+        else:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        setattr(importlib.import_module(package), name, value)
+        return value
+
+    return __getattr__
+
+
 def missing_modules(*modules: str) -> list[str]:
     """The top-level modules among `modules` that cannot be found (nothing is imported)."""
     missing = []

@@ -65,6 +65,23 @@ def minibatch(data: DomainData, sl: slice | torch.Tensor, device: torch.device):
     return x, cov, ctx
 
 
+class _Parts:
+    """The parts of decoder output asked for, gathered minibatch by minibatch on the CPU."""
+
+    def __init__(self, mean: bool, sample: bool, params: bool) -> None:
+        self.wanted = {"mean": mean, "sample": sample, "params": params}
+        self.chunks: dict[str, list[torch.Tensor]] = {k: [] for k, w in self.wanted.items() if w}
+
+    def add(self, out: torch.Tensor, dist: torch.distributions.Distribution) -> None:
+        for key, chunks in self.chunks.items():
+            value = out if key == "params" else dist.mean if key == "mean" else dist.sample()
+            chunks.append(value.cpu())
+
+    def result(self) -> Decoded:
+        return Decoded(**{k: torch.cat(self.chunks[k]) if w else None
+                          for k, w in self.wanted.items()})
+
+
 def _rows(value: torch.Tensor | None, sl: slice, device: torch.device) -> torch.Tensor | None:
     return None if value is None else value[sl].to(device)
 
@@ -92,7 +109,7 @@ def decode(
     z = torch.as_tensor(z, dtype=torch.float32)
     was_training = model.training
     model.eval()
-    means, samples, raw = [], [], []
+    parts = _Parts(mean, sample, params)
     with _forked_rng(model):
         torch.manual_seed(seed)
         for sl in batches(len(z), batch_size):
@@ -100,16 +117,9 @@ def decode(
                                                 for k, v in context.items()}
             out = model.decoder(z[sl].to(model.device),
                                 _rows(covariates, sl, model.device), None)
-            dist = model.likelihood.distribution(out, ctx)
-            if params:
-                raw.append(out.cpu())
-            if mean:
-                means.append(dist.mean.cpu())
-            if sample:
-                samples.append(dist.sample().cpu())
+            parts.add(out, model.likelihood.distribution(out, ctx))
     model.train(was_training)
-    return Decoded(torch.cat(means) if mean else None, torch.cat(samples) if sample else None,
-                   torch.cat(raw) if params else None)
+    return parts.result()
 
 
 @torch.no_grad()
@@ -127,23 +137,16 @@ def reconstruct(
     model has any, come from the same items), in minibatches."""
     was_training = model.training
     model.eval()
-    means, samples, raw = [], [], []
+    parts = _Parts(mean, sample, params)
     with _forked_rng(model):
         torch.manual_seed(seed)
         for sl in batches(len(data), batch_size):
             x, cov, ctx = minibatch(data, sl, model.device)
             enc = model.encode(x, cov)
             out = model.decoder(enc.mu, cov, enc.features)
-            dist = model.likelihood.distribution(out, ctx)
-            if params:
-                raw.append(out.cpu())
-            if mean:
-                means.append(dist.mean.cpu())
-            if sample:
-                samples.append(dist.sample().cpu())
+            parts.add(out, model.likelihood.distribution(out, ctx))
     model.train(was_training)
-    return Decoded(torch.cat(means) if mean else None, torch.cat(samples) if sample else None,
-                   torch.cat(raw) if params else None)
+    return parts.result()
 
 
 @torch.no_grad()

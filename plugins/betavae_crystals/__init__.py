@@ -13,8 +13,7 @@ names below load their module, and with it torch and pymatgen, on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from betavae_core import lazy_exports
 
 # name -> submodule that defines it; imported on first access.
 _LAZY = {
@@ -27,14 +26,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'betavae_crystals' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__ = lazy_exports(__name__, _LAZY)

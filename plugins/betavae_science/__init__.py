@@ -11,8 +11,7 @@ Importing this package is cheap: the names below load their module on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from betavae_core import lazy_exports
 
 # name -> module (relative to this package) that defines it; imported on first access.
 _LAZY = {
@@ -25,14 +24,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -18,28 +18,11 @@ through the entry point) imports neither torch nor scanpy.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from betavae_core import lazy_exports
 
-# name -> (module of this package, attribute or None for the module itself)
-_LAZY: dict[str, tuple[str, str | None]] = {
-    "datasets": ("datasets", None), "metrics": ("metrics", None), "pl": ("pl", None),
-    "tl": ("tl", None), "readers": ("readers", None),
-    "SingleCellModel": ("model", "SingleCellModel"), "load": ("model", "load"),
-}
+_MODULES = ("datasets", "metrics", "pl", "tl", "readers")
+_NAMES = {"SingleCellModel": "model", "load": "model"}  # name -> module defining it
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_MODULES, *_NAMES])
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'betavae_singlecell' has no attribute {name!r}")
-    module_name, attr = _LAZY[name]
-    module = importlib.import_module(f".{module_name}", __name__)
-    value = module if attr is None else getattr(module, attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__ = lazy_exports(__name__, _NAMES, modules=_MODULES)
