@@ -46,7 +46,7 @@ def evaluate(
     if out_dir is not None:
         run.out_dir = Path(out_dir)
     data = run.heldout
-    run.model.config.check_data(data)
+    run.model.check_input(data)  # the same checks as the fit: shape, finite, support
     run.model.eval()
     chosen = _chosen(data, names)
     options = dict(options or {})

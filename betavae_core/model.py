@@ -193,6 +193,19 @@ class BetaVAE(nn.Module):
         px = self.decode(z, covariates, context, skip=enc.features)
         return LossRecord(-px.log_prob(x), self.kl_per_dim(enc.mu, enc.logvar), enc.mu, enc.logvar)
 
+    @torch.no_grad()
+    def check_input(self, data: Any) -> None:
+        """Raise `DataError` unless `data` can meet this model: item shape, covariates
+        (their number, finite values) and the likelihood's support, checked a chunk of
+        rows at a time. The fit, evaluations and encoding of new data all check this."""
+        from .data import check_finite
+        from .rows import check_in_chunks
+
+        self.config.check_data(data)
+        if data.covariates is not None:
+            check_finite(data.covariates, "covariates")
+        check_in_chunks(self.likelihood.check_data, data.x)
+
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws of z from the prior."""
         eps = torch.randn(n, self.latent_dim, generator=generator)

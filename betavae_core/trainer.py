@@ -19,12 +19,12 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from . import distributed
-from .data import DomainData, check_finite
+from .data import DomainData
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from .model import BetaVAE, ModelConfig
 from .objective import Objective
 from .posterior import Terms, evaluate_terms
-from .rows import RowSource, check_in_chunks, steady_memory
+from .rows import RowSource, steady_memory
 
 # Which weights a fit returns: those of the best validation epoch once the schedule has
 # settled (early stopping's choice), or those of the last epoch (a fixed training length).
@@ -170,8 +170,6 @@ def fit(
     if len(data) < 2:
         raise DataError(f"need at least 2 items to fit; got {len(data)}.")
     model_config.check_data(data)
-    if data.covariates is not None:  # x itself is checked by the likelihood below
-        check_finite(data.covariates, "covariates")
     if train.threads:
         torch.set_num_threads(train.threads)
     device = resolve_device(train.device)
@@ -187,8 +185,7 @@ def fit(
     model = build_model(model_config, train.seed)
     if isinstance(data.x, RowSource) and math.prod(data.x.shape) * 4 > LARGE_DENSE_BYTES:
         steady_memory()  # data kept sparse because it is large: keep the loop's RSS flat
-    with torch.no_grad():
-        check_in_chunks(model.likelihood.check_data, data.x)
+    model.check_input(data)
     run = _Run(out_dir, world.is_main)
     state = None
     if run.dir is not None and world.is_main:

@@ -406,3 +406,11 @@ def test_a_plugin_command_cannot_replace_a_core_one(make_module, entry_points) -
     assert "Fit a β-VAE" in result.output
     info = {i.name: i for i in plugin_infos()}["hijack"]
     assert info.status == "unavailable" and "'train'" in info.reason
+
+
+def test_evaluating_new_data_applies_the_fits_checks(tiny_run, shapes_data) -> None:
+    model = load_run(tiny_run).model
+    halves = shapes_data.subset(range(8))
+    halves.x = halves.x * 0.5  # not binary: outside the Bernoulli likelihood's support
+    with pytest.raises(betavae_core.DataError, match="item 0"):
+        evaluate(model, halves, names=["rate_distortion"])
