@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 import torch
@@ -215,6 +216,53 @@ def test_novelty_against_structures_the_user_names(toy_run, tmp_path):
     assert report["funnel"]["novel"] is not None
     named = {r["nearest_training"] for r in read_rows(out / "candidates.csv")}
     assert named <= {f"{name}.cif" for name in toy_perovskites()[2][:5]}
+
+
+def test_a_reference_set_gets_the_fits_checks(toy_run, tmp_path):
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    for structure, name in list(zip(*toy_perovskites()[::2], strict=True))[:3]:
+        (folder / f"{name}.cif").write_text(str(CifWriter(structure)))
+    gold = Structure(Lattice.cubic(4.08), ["Au"], [[0, 0, 0]])  # Au: not in the vocabulary
+    (folder / "gold.cif").write_text(str(CifWriter(gold)))
+    out = tmp_path / "cands"
+    named = "gold.cif: Au holds element(s) Au outside the training vocabulary"
+    with pytest.warns(UserWarning, match=re.escape(named)):
+        invoke("generate", toy_run, "-n", "20", "--out", out, "-g", f"training={folder}")
+    note = json.loads((out / "report.json").read_text())["novelty_reference"]
+    assert note.startswith(f"3 structures from {folder} (1 skipped, which no candidate can "
+                           f"match: {named}")
+    rows = ["material_id,cif"] + [f'same,"{CifWriter(s)}"' for s in toy_perovskites()[0][:2]]
+    (tmp_path / "ids.csv").write_text("\n".join(rows) + "\n")
+    result = CliRunner().invoke(main, ["generate", str(toy_run), "-n", "20", "--out",
+                                       str(tmp_path / "again"), "-g",
+                                       f"training={tmp_path / 'ids.csv'}"])
+    assert result.exit_code == 1 and "structure id 'same' repeats" in result.output
+
+
+def test_encode_structures_names_what_the_model_cannot_take(toy_run):
+    from pymatgen.core import Lattice, Structure
+
+    loaded = betavae_core.load_run(toy_run)
+    known = toy_perovskites()[0][:2]
+    z = encode_structures(loaded.model, known, loaded.attrs, names=["a", "b"])
+    assert z.shape == (2, 8)
+    with pytest.raises(bv.DataError, match=r"structure id 'a' repeats"):
+        encode_structures(loaded.model, known, loaded.attrs, names=["a", "a"])
+    gold = Structure(Lattice.cubic(4.08), ["Au"], [[0, 0, 0]])
+    with pytest.raises(bv.DataError, match=r"^gold: Au holds element\(s\) Au outside "
+                       r"the training vocabulary \(.*, O, F\)\.$"):
+        encode_structures(loaded.model, [known[0], gold], loaded.attrs, names=["a", "gold"])
+    big = known[0].copy()
+    big.make_supercell([2, 2, 2])
+    oxygen = next(i for i, site in enumerate(big) if site.specie.symbol == "O")
+    big.replace(oxygen, "F")  # one F among the O: the 40-site cell is its primitive cell
+    with pytest.raises(bv.DataError, match=r"big: 40 sites in its primitive cell "
+                       r"\(Ca8Ti8O23F\); the maximum is 5"):
+        encode_structures(loaded.model, [big], loaded.attrs, names=["big"])
 
 
 def test_generator_without_a_known_training_split_says_novelty_was_not_checked(toy_run,

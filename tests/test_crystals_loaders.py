@@ -136,8 +136,8 @@ def test_csv_bad_row_is_named_and_unknown_option_refused(tmp_path):
 
 
 def test_too_many_sites_for_the_maximum_is_named(cif_dir, tmp_path):
-    with pytest.warns(UserWarning, match=r"s2\.cif: 5 sites in its primitive cell; the maximum "
-                      r"is 2"):
+    with pytest.warns(UserWarning, match=r"s2\.cif: 5 sites in its primitive cell "
+                      r"\(SrTiO3\); the maximum is 2"):
         data = load_structures(cif_dir, max_sites=2)
     assert len(data) == 3
     with pytest.raises(DataError, match=r"s2\.cif: 5 sites.*maximum is 2"):
@@ -151,3 +151,49 @@ def test_too_many_sites_for_the_maximum_is_named(cif_dir, tmp_path):
     (big / "srtio3.cif").write_text(str(CifWriter(structures()[2])))
     with pytest.raises(DataError, match=r"srtio3\.cif: 5 sites.*maximum is 2"):
         load_structures(big, like=str(run), strict=True)
+
+
+def _table(path, header, rows):
+    """A CSV with a cif column: `rows` are (id, structure, further values...)."""
+    lines = [header] + [",".join([i, f'"{CifWriter(s)}"', *map(str, rest)])
+                        for i, s, *rest in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_bad_property_value_names_its_row_and_column_instead_of_dropping_it(tmp_path):
+    cu, cscl, srtio3 = structures()
+    table = _table(tmp_path / "t.csv", "material_id,cif,formation_energy,band_gap",
+                   [("m0", cu, -0.5, 1.0), ("m1", cscl, "-0.3 eV", 2.0),
+                    ("m2", srtio3, -1.2, "n/a!")])
+    fix = r"Clean the value .*-o property=none"
+    with pytest.raises(DataError, match=r"t\.csv row 3 \(m1\): column 'formation_energy' "
+                       r"holds '-0\.3 eV', not a number\. " + fix):
+        betavae_core.load_data(str(table))  # auto: the formation energy
+    with pytest.raises(DataError, match=r"t\.csv row 4 \(m2\): column 'band_gap' holds "
+                       r"'n/a!'"):
+        load_csv(table, property="band_gap")
+    data = load_csv(table, property="none")  # the fix the message names
+    assert data.attrs["property"] is None and len(data) == 3
+    # Empty cells and NA are unknown values, not errors; the property is kept.
+    _table(tmp_path / "ok.csv", "material_id,cif,formation_energy",
+           [("m0", cu, -0.5), ("m1", cscl, ""), ("m2", srtio3, "NA")])
+    data = load_csv(tmp_path / "ok.csv")
+    assert data.attrs["property"]["column"] == "formation_energy"
+    assert data.context["property_mask"].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_a_non_numeric_property_in_memory_names_the_structure():
+    with pytest.raises(DataError, match=r"nacl: property 'gap' is 'wide', not a number"):
+        from_structures(structures()[:2], {"gap": [1.0, "wide"]}, names=["cu", "nacl"])
+
+
+def test_repeated_structure_ids_are_refused_naming_both_rows(tmp_path):
+    cu, cscl, srtio3 = structures()
+    table = _table(tmp_path / "ids.csv", "material_id,cif",
+                   [("m0", cu), ("m1", cscl), ("m0", srtio3)])
+    with pytest.raises(DataError, match=r"structure id 'm0' repeats \(ids\.csv row 2 \(m0\) "
+                       r"and ids\.csv row 4 \(m0\)\); each structure needs its own id"):
+        betavae_core.load_data(str(table))
+    with pytest.raises(DataError, match=r"structure id 'a' repeats .*names= \(Python\)"):
+        from_structures([cu, cscl], names=["a", "a"])

@@ -94,12 +94,13 @@ def test_encoding_outside_the_vocabulary_or_size_names_the_structure():
     data = from_structures(shipped_structures()[:3], names=["cu", "si", "nacl"])
     rep = CrystalRepresentation.from_attrs(data.attrs)
     cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    with pytest.raises(DataError, match=r"cscl \(CsCl\).*\(s\) Cs outside the training vocab"):
+    with pytest.raises(DataError, match=r"cscl: CsCl holds element\(s\) Cs outside the training"):
         rep.encode_one(cscl, "cscl")
     big = Structure(Lattice.cubic(9.0), ["Cu"] * 6, np.random.default_rng(1).random((6, 3)))
-    with pytest.raises(DataError, match=r"big.*6 sites.*at most 2"):
+    with pytest.raises(DataError, match=r"big: 6 sites in its primitive cell \(Cu\); the "
+                       r"maximum is 2"):
         rep.encode_one(big, "big")
-    with pytest.raises(DataError, match=r"structure 0 .*outside the training vocabulary"):
+    with pytest.raises(DataError, match=r"structure 0: CsCl holds .*outside the training"):
         from_structures([cscl], like=data.attrs)
 
 

@@ -4,6 +4,7 @@ and what its models learn (small lattices, so the whole file runs in CI time).""
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -71,7 +72,8 @@ def test_lattice_npz_loader_reads_own_ensembles_and_names_bad_rows(tmp_path):
     bad = ens.configs.astype(np.float32)
     bad[3, 1, 2] = 0.5
     np.savez(tmp_path / "bad.npz", configs=bad, temperature=ens.control)
-    with pytest.raises(DataError, match=r"configuration 3 holds 0.5 at site \(1, 2\)"):
+    with pytest.raises(DataError, match=r"bad\.npz: the Ising model needs spins in "
+                       r"\{-1, \+1\}; item 3 holds 0.5 at site \(1, 2\)"):
         betavae_core.load_data(tmp_path / "bad.npz", options={"model": "ising"})
     np.savez(tmp_path / "rect.npz", configs=np.ones((4, 8, 6)), temperature=np.ones(4))
     with pytest.raises(DataError, match=r"\(n, L, L\).*\(8, 6\)"):
@@ -79,6 +81,62 @@ def test_lattice_npz_loader_reads_own_ensembles_and_names_bad_rows(tmp_path):
     np.savez(tmp_path / "cold.npz", configs=ens.configs, temperature=-ens.control)
     with pytest.raises(DataError, match="temperature must be > 0; row 0"):
         betavae_core.load_data(tmp_path / "cold.npz")
+
+
+def test_lattice_npz_of_0_1_spins_is_read_as_ising_with_a_note_never_as_xy(tmp_path):
+    ens = mc.sample_ising(8, [1.8, 3.0], 10, seed=2)
+    np.savez(tmp_path / "signed.npz", configs=ens.configs, temperature=ens.control)
+    binary = ((ens.configs + 1) // 2).astype(np.int8)
+    np.savez(tmp_path / "binary.npz", configs=binary, temperature=ens.control)
+    expected, _ = betavae_core.load_data(tmp_path / "signed.npz")
+    with pytest.warns(UserWarning, match=r"binary\.npz: configs hold only 0 and 1: read as "
+                      r"Ising spins, 0 -> -1 and 1 -> \+1 .*-o model=xy"):
+        data, _ = betavae_core.load_data(tmp_path / "binary.npz")
+    assert data.attrs["model"] == "ising" and data.likelihood == "spin_multiscale"
+    assert torch.equal(data.x, expected.x) and np.allclose(data.factors, expected.factors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the model was named: no note
+        chosen, _ = betavae_core.load_data(tmp_path / "binary.npz", options={"model": "ising"})
+    assert torch.equal(chosen.x, expected.x)
+    angles, _ = betavae_core.load_data(tmp_path / "binary.npz", options={"model": "xy"})
+    assert angles.attrs["model"] == "xy" and angles.likelihood == "von_mises"
+    np.savez(tmp_path / "kappa.npz", configs=binary, kappa=np.full(len(binary), 0.3))
+    with pytest.raises(DataError, match=r"only 0 and 1, but the control is kappa.*"
+                       r"-o model=ising .*-o model=phi4"):
+        betavae_core.load_data(tmp_path / "kappa.npz")
+
+
+def test_lattice_npz_reads_xy_only_from_values_that_look_like_radians(tmp_path):
+    rng = np.random.default_rng(0)
+    temperature = np.ones(4)
+    np.savez(tmp_path / "radians.npz", configs=rng.uniform(-np.pi, np.pi, (4, 8, 8)),
+             temperature=temperature)
+    assert betavae_core.load_data(tmp_path / "radians.npz")[0].attrs["model"] == "xy"
+    for name, configs in (("degrees", rng.uniform(0, 360, (4, 8, 8))),
+                          ("potts", rng.integers(0, 3, (4, 8, 8)))):
+        np.savez(tmp_path / f"{name}.npz", configs=configs, temperature=temperature)
+        with pytest.raises(DataError, match=rf"{name}\.npz: configs hold values from .* "
+                           r"neither .* say which model they are: -o model=xy"):
+            betavae_core.load_data(tmp_path / f"{name}.npz")
+    data, _ = betavae_core.load_data(tmp_path / "degrees.npz", options={"model": "xy"})
+    assert data.attrs["model"] == "xy"  # chosen by the user: read as asked
+
+
+def test_generating_at_a_temperature_checks_the_reference_configurations():
+    from betavae_fields.generation import configurations_at
+
+    data, _ = betavae_core.load_data("ising2d", options={"L": 8, "n_temperatures": 2,
+                                                         "samples": 10})
+    model = betavae_core.BetaVAE(betavae_core.ModelConfig.for_data(
+        data, latent_dim=2, architecture_options={"channels": 8, "hidden": 16}))
+    binary = data.subset(range(len(data)))
+    binary.x = (binary.x + 1) / 2  # the run's data, changed on disk since the fit
+    run = betavae_core.RunContext(model=model, train_data=binary, split="none")
+    with pytest.raises(DataError, match=r"spins in \{-1, \+1\}.*look like 0/1 spins"):
+        configurations_at(run, float(data.metadata["temperature"][0]), 5)
+    run = betavae_core.RunContext(model=model, train_data=data, split="none")
+    anchor, reference, where = configurations_at(run, float(data.metadata["temperature"][0]), 5)
+    assert where == "the training configurations" and len(anchor) == 5
 
 
 def test_cli_train_evaluate_generate_on_ising(tmp_path):

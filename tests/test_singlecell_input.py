@@ -3,11 +3,14 @@ the user's AnnData is never changed by a call that fails."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 anndata = pytest.importorskip("anndata")
+import betavae_core  # noqa: E402
 import betavae_singlecell as bsc  # noqa: E402
 from betavae_core import DataError  # noqa: E402
 
@@ -107,3 +110,126 @@ def test_encode_with_other_genes_is_refused_without_touching_the_data():
     with pytest.raises(DataError, match=r"lacks 15 of the model's 30 genes.*: gene_1, gene_3"):
         bsc.tl.encode(model, other)
     assert "X_betavae" not in other.obsm
+
+
+# --- data meeting a fitted model: the fit's checks (issue 13, items 5 and 6) ----------
+@pytest.fixture(scope="module")
+def nb_model():
+    """A count (NB) model fit on raw counts, and the cells it was fit on."""
+    adata = cells()
+    return adata, bsc.tl.fit(adata, likelihood="nb", **QUICK)
+
+
+def _fresh(adata):
+    """A copy without the fit's results, to show a refused call writes nothing."""
+    out = adata.copy()
+    out.obsm.pop("X_betavae", None)
+    out.uns.pop("X_betavae", None)
+    return out
+
+
+def _log_normalised(adata):
+    out = _fresh(adata)
+    out.X = np.log1p(out.X)
+    return out
+
+
+def _with_value(adata, row, col, value):
+    out = _fresh(adata)
+    x = out.X.toarray() if sp.issparse(out.X) else np.array(out.X)
+    x[row, col] = value
+    out.X = x
+    return out
+
+
+def test_encode_and_evaluate_refuse_non_counts_for_a_count_model(nb_model):
+    adata, model = nb_model
+    log = _log_normalised(adata)
+    first = np.argwhere(log.X.toarray() if sp.issparse(log.X) else log.X)[0]
+    cell, gene = log.obs_names[first[0]], log.var_names[first[1]]
+    for call in (lambda d: bsc.tl.encode(model, d),
+                 lambda d: bsc.tl.evaluate(model, d, names=["singlecell_heldout"])):
+        with pytest.raises(DataError, match="this model's nb likelihood needs raw counts") as err:
+            call(log)
+        assert f"cell {cell!r}" in str(err.value) and f"gene {gene!r}" in str(err.value)
+        assert "layer='counts'" in str(err.value)
+    assert "X_betavae" not in log.obsm  # nothing written
+    negative = _with_value(adata, 7, 3, -2.0)
+    with pytest.raises(DataError, match=r"holds -2.0 at cell 'cell_7' \(row 7\), gene 'gene_3'"):
+        bsc.tl.encode(model, negative)
+    # The raw counts in the layer still encode, and equal the fit's coordinates.
+    z = bsc.tl.encode(model, log, layer="counts", key_added=None)
+    np.testing.assert_allclose(z, adata.obsm["X_betavae"], atol=1e-5)
+
+
+def test_encode_refuses_non_finite_values_for_a_gaussian_model():
+    adata = cells()
+    adata.X = np.log1p(adata.X.toarray() if sp.issparse(adata.X) else adata.X)
+    model = bsc.tl.fit(adata, likelihood="gaussian", **QUICK)
+    with pytest.raises(DataError, match=r"nan at cell 'cell_2' \(row 2\), gene 'gene_5'"):
+        bsc.tl.encode(model, _with_value(adata, 2, 5, np.nan))
+
+
+def test_betavae_evaluate_data_refuses_non_counts_for_an_nb_run(tmp_path):
+    from click.testing import CliRunner
+
+    from betavae_core.cli import main
+
+    adata = cells()
+    adata.write_h5ad(tmp_path / "counts.h5ad")
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(main, ["train", str(tmp_path / "counts.h5ad"), "--epochs", "1",
+                                  "--latent-dim", "3", "--out", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    log = adata.copy()
+    log.X = np.log1p(log.X)
+    log.write_h5ad(tmp_path / "log.h5ad")
+    _with_value(adata, 4, 6, -1.0).write_h5ad(tmp_path / "negative.h5ad")
+    before = (run / "report.json").read_bytes()
+    for name, shown in (("log.h5ad", "cell (row) 0 holds"), ("negative.h5ad",
+                                                            "cell (row) 4 holds -1.0")):
+        result = runner.invoke(main, ["evaluate", str(run), "--data", str(tmp_path / name),
+                                      "--only", "singlecell_heldout"])
+        assert result.exit_code == 1, result.output
+        line = result.output.strip()
+        assert line.startswith("Error:") and "\n" not in line
+        assert "nb likelihood needs raw counts" in line and shown in line
+        assert "gene (column)" in line and "-o layer=counts" in line
+        assert "distortion" not in line and "inf" not in line
+        assert (run / "report.json").read_bytes() == before  # no NLL was reported
+    result = runner.invoke(main, ["evaluate", str(run), "--data", str(tmp_path / "log.h5ad"),
+                                  "-o", "layer=counts", "--only", "singlecell_heldout"])
+    assert result.exit_code == 0, result.output
+    heldout = json.loads((run / "report.json").read_text())["evaluation"]["results"][
+        "singlecell_heldout"]
+    assert np.isfinite(heldout["distortion"]) and np.isfinite(heldout["iw_nll"])
+
+
+def _repeating(adata, first=4, second=9):
+    """`adata` with gene `first`'s name given to gene `second` too."""
+    out = adata.copy()
+    names = list(out.var_names)
+    names[second] = names[first]
+    out.var_names = names
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:Variable names are not unique")
+def test_repeated_gene_names_are_refused_at_fit_encode_load_and_by_the_loader(nb_model,
+                                                                            tmp_path):
+    adata, model = nb_model
+    repeated = _repeating(cells())
+    message = r"repeat 1 gene name\(s\): 'gene_4' \(columns 4, 9\).*var_names_make_unique"
+    with pytest.raises(DataError, match=message):
+        bsc.tl.fit(repeated, **QUICK)
+    assert not repeated.obsm
+    with pytest.raises(DataError, match=message):  # encode would take column 9 as gene_4
+        bsc.tl.encode(model, repeated)
+    assert "X_betavae" not in repeated.obsm
+    model.save(tmp_path / "model")
+    with pytest.raises(DataError, match=message):
+        bsc.load(tmp_path / "model", adata=repeated)
+    repeated.write_h5ad(tmp_path / "repeated.h5ad")
+    with pytest.raises(DataError, match=r"repeated\.h5ad: var_names repeat .*'gene_4'"):
+        betavae_core.load_data(str(tmp_path / "repeated.h5ad"))

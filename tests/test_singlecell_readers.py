@@ -300,6 +300,19 @@ def test_reading_changes_no_input_file(files, snapshot, tmp_path):
 # ----------------------------------------------------------------------------- bad input
 
 
+def test_count_table_with_repeated_names_is_refused_naming_them(tmp_path):
+    table = tmp_path / "repeats.csv"
+    table.write_text(",CD3E,LYZ,CD3E\nAAAC-1,1,0,2\nAAAG-1,0,3,1\n")
+    genes = r"repeats\.csv: gene names repeat, e\.g\. \['CD3E'\]; genes are matched by name"
+    with pytest.raises(DataError, match=genes):  # in the header
+        read_count_table(table, "cells_by_genes")
+    with pytest.raises(DataError, match=r"repeats\.csv: cell IDs repeat, e\.g\. \['CD3E'\]"):
+        read_count_table(table, "genes_by_cells")
+    table.write_text(",AAAC-1,AAAG-1\nCD3E,1,0\nLYZ,0,3\nCD3E,2,1\n")
+    with pytest.raises(DataError, match=genes):  # as row names
+        read_count_table(table, "genes_by_cells")
+
+
 def test_count_table_without_orientation_says_how_to_state_it(files):
     for call in (lambda: read(files["count_table"]),
                  lambda: read_count_table(files["count_table"], None)):

@@ -18,9 +18,9 @@ import torch
 from pymatgen.core import Structure
 
 import betavae_core as bv
-from betavae_core import CandidateReport, DomainData
+from betavae_core import CandidateReport, DataError, DomainData
 
-from .crystal_data import from_structures
+from .crystal_data import as_entries, build_data, from_structures
 from .plugin import GENERATOR
 from .representation import CrystalRepresentation
 
@@ -50,11 +50,17 @@ def generate_candidates(model: bv.BetaVAE, data: DomainData, n: int, out_dir: st
                        options={k: v for k, v in opts.items() if v is not None})
 
 
-def encode_structures(model: bv.BetaVAE, structures: Sequence[Any], attrs: dict[str, Any]
-                      ) -> np.ndarray:
-    """Posterior means (n, latent_dim) of structures under a model fit on data with
-    `attrs`; a structure the model cannot represent is an error naming it."""
-    data = from_structures(structures, like=attrs, strict=True)
+def encode_structures(model: bv.BetaVAE, structures: Sequence[Any], attrs: dict[str, Any],
+                      *, names: Sequence[str] | None = None) -> np.ndarray:
+    """Posterior means (n, latent_dim) of structures (optionally `names`d) under a model
+    fit on data with `attrs`. The fit's checks apply: a structure the model cannot
+    represent (species its vocabulary has not seen, too many sites) is an error naming
+    it, as is a name given twice."""
+    entries = as_entries(structures, names)
+    if not entries:
+        raise DataError("no structures given to encode.")
+    data = build_data(entries, source={"kind": "memory"}, strict=True, like=attrs, lenient="")
+    model.check_input(data)
     return bv.encode(model, data)[0]
 
 

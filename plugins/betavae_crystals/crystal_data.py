@@ -22,7 +22,12 @@ from betavae_core import ConfigError, DataError, DomainData
 
 from .plugin import ARCHITECTURE, DOMAIN, GENERATOR, LIKELIHOOD, TRAINING_DEFAULTS
 from .readers import Entry, Problem, from_atoms
-from .representation import CrystalRepresentation, canonical_cell, single_blas_thread
+from .representation import (
+    CrystalRepresentation,
+    canonical_cell,
+    single_blas_thread,
+    too_many_sites,
+)
 
 SHOWN_PROBLEMS = 20
 
@@ -36,16 +41,20 @@ KNOWN_PROPERTIES: dict[str, tuple[str, str]] = {
 
 
 class Skipped:
-    """Problems met while loading: raised at once when strict, else counted and named."""
+    """Problems met while loading: raised at once when strict, else counted and named.
+    `lenient` says how to skip them instead (`drop -o strict=true` for files, `pass
+    strict=False` in Python; "" where skipping is not an option)."""
 
-    def __init__(self, strict: bool) -> None:
+    def __init__(self, strict: bool, lenient: str = "drop -o strict=true") -> None:
         self.strict = bool(strict)
+        self.lenient = lenient
         self.items: list[Problem] = []
 
     def add(self, problem: Problem) -> None:
         if self.strict:
-            raise DataError(f"{problem} (strict: stopping at the first bad structure; drop "
-                            f"-o strict=true to skip bad structures with a count instead).")
+            how = (f" (strict: stopping at the first bad structure; {self.lenient} to skip "
+                   f"bad structures with a count instead)" if self.lenient else "")
+            raise DataError(f"{str(problem).rstrip('.')}{how}.")
         self.items.append(problem)
 
     def summary(self) -> dict[str, Any]:
@@ -76,23 +85,73 @@ def as_entries(items: Iterable[Any], names: Sequence[str] | None = None,
                 if len(values) != len(items):
                     raise DataError(f"property {key!r} has {len(values)} values for "
                                     f"{len(items)} structures.")
-                value = float(values[i])
+                value = _number(values[i], key, name)
                 if math.isfinite(value):
                     entry.properties[key] = value
         out.append(entry)
     return out
 
 
+def _number(value: Any, key: str, name: str) -> float:
+    """`value` as a float (None: NaN, unknown); `DataError` naming the structure and the
+    property when it is not a number."""
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{name}: property {key!r} is {value!r}, not a number; give a number, "
+                        f"or NaN where it is unknown.") from None
+
+
+def check_unique_ids(entries: Sequence[Entry]) -> None:
+    """`DataError` naming a structure id that repeats: ids name the training match and
+    the nearest training structure of each candidate, so each must be one structure's.
+    Fit, a reference set (`-g training=PATH`) and `encode_structures` all check this."""
+    seen: dict[str, Entry] = {}
+    repeats: list[tuple[Entry, Entry]] = []
+    for entry in entries:
+        if entry.name in seen:
+            repeats.append((seen[entry.name], entry))
+        else:
+            seen[entry.name] = entry
+    if repeats:
+        first, again = repeats[0]
+        more = f"; {len(repeats)} repeated ids in all" if len(repeats) > 1 else ""
+        raise DataError(f"structure id {first.name!r} repeats ({first.origin} and "
+                        f"{again.origin}{more}); each structure needs its own id: fix the id "
+                        f"column (CSV), the name key (ASE database) or names= (Python).")
+
+
+def check_property_values(entries: Sequence[Entry], column: str, learned: bool) -> None:
+    """`DataError` naming the first structure (file and row) whose value in the property
+    `column` is not a number, instead of dropping the whole property in silence.
+    `learned`: the property is the one a fitted model learned (no `property=none` then)."""
+    bad = [e for e in entries if column in e.text]
+    if not bad:
+        return
+    first = bad[0]
+    more = f" ({len(bad)} such values in all)" if len(bad) > 1 else ""
+    fix = "" if learned else (", or learn no property (-o property=none; property='none' in "
+                              "Python)")
+    raise DataError(f"{first.origin}: column {column!r} holds {first.text[column]!r}, not a "
+                    f"number{more}. Clean the value (leave it empty where it is unknown)"
+                    f"{fix}.")
+
+
 def choose_property(entries: Sequence[Entry], wanted: str | None) -> str | None:
-    """The property column to learn: `wanted`, else the first known one present."""
-    present = {k for e in entries for k in e.properties}
+    """The property column to learn: `wanted`, else the first known one present. A
+    column some of whose values are not numbers counts as present, so that
+    `check_property_values` names the bad value rather than the property vanishing."""
+    numeric = {k for e in entries for k in e.properties}
+    present = numeric | {k for e in entries for k in e.text}
     if wanted in (None, "", "auto"):
         return next((c for c in KNOWN_PROPERTIES if c in present), None)
     if str(wanted).lower() in ("none", "false"):
         return None
     if wanted not in present:
         raise ConfigError(f"no property {wanted!r} in the data; numeric properties found: "
-                          f"{', '.join(sorted(present)) or 'none'}.")
+                          f"{', '.join(sorted(numeric)) or 'none'}.")
     return str(wanted)
 
 
@@ -118,11 +177,17 @@ def build_data(
     max_sites: int | None = None,
     property: str | None = None,
     like: str | Path | dict[str, Any] | None = None,
+    lenient: str | None = None,
 ) -> DomainData:
     """Canonical cells -> tensors; what cannot be used is skipped (named) or, when
     `strict`, an error. `like` (a run directory or its attrs) reuses a fitted model's
-    vocabulary, size and property scaling so the data can be fed to that model."""
-    skipped = Skipped(strict)
+    vocabulary, size and property scaling so the data can be fed to that model; the
+    checks are the same either way (ids unique, property values numbers; species and
+    sizes the representation holds). `lenient` overrides how a strict error says to
+    skip bad structures instead ("" for no such advice)."""
+    if lenient is None:
+        lenient = "pass strict=False" if source.get("kind") == "memory" else "drop -o strict=true"
+    skipped = Skipped(strict, lenient)
     base = None if like is None else (like if isinstance(like, dict) else run_attrs(like))
     rep_fixed = None if base is None else CrystalRepresentation.from_attrs(base)
     if rep_fixed is not None:
@@ -137,17 +202,17 @@ def build_data(
         except Exception as exc:
             skipped.add(Problem(entry.name, f"cannot reduce the cell ({exc})"))
             continue
-        limit = rep_fixed.max_sites if rep_fixed else max_sites
-        if limit is not None and len(cell) > int(limit):
-            skipped.add(Problem(entry.name, f"{len(cell)} sites in its "
-                                f"{'primitive ' if primitive else ''}cell; the maximum is "
-                                f"{int(limit)}"))
+        too_many = too_many_sites(cell, rep_fixed.max_sites if rep_fixed else max_sites,
+                                  primitive)
+        if too_many:
+            skipped.add(Problem(entry.name, too_many))
             continue
         cells.append((entry, cell))
     if not cells:
         shown = "; ".join(str(p) for p in skipped.items[:5]) or "none read"
         raise DataError(f"no usable structures in {source.get('path', 'the input')} "
                         f"({len(skipped.items)} skipped: {shown}).")
+    check_unique_ids([e for e, _ in cells])
     rep = rep_fixed or CrystalRepresentation.fit([c for _, c in cells], primitive, max_sites)
     rows, kept = [], []
     for entry, cell in cells:
@@ -155,7 +220,7 @@ def build_data(
             rows.append(rep.encode_one(cell, entry.name, canonical=True))
             kept.append((entry, cell))
         except DataError as exc:
-            skipped.add(Problem(entry.name, str(exc).split(": ", 1)[-1]))
+            skipped.add(Problem(entry.name, _without_name(str(exc), entry.name)))
     if not kept:
         raise DataError(f"no structure in {source.get('path', 'the input')} fits the model's "
                         f"representation; first problem: {skipped.items[0]}.")
@@ -170,6 +235,7 @@ def build_data(
         column = choose_property(entries_kept, property)
     context, prop_attrs, metadata = {}, None, _metadata(kept)
     if column:
+        check_property_values(entries_kept, column, learned=base is not None)
         values = np.array([e.properties.get(column, np.nan) for e in entries_kept])
         known = np.isfinite(values)
         if base is not None:
@@ -197,6 +263,11 @@ def build_data(
         architecture=ARCHITECTURE, generator=GENERATOR, context=context,
         metadata=metadata, attrs=attrs, defaults=dict(TRAINING_DEFAULTS),
     )
+
+
+def _without_name(message: str, name: str) -> str:
+    """`message` without the "NAME: " it starts with (a `Problem` adds it again)."""
+    return message.removeprefix(f"{name}: ")
 
 
 def _metadata(kept: Sequence[tuple[Entry, Structure]]) -> dict[str, Any]:

@@ -160,6 +160,8 @@ def generation(run: bv.RunContext, n_samples: int = 1000, latent: str = "posteri
     model, data = run.model, run.heldout
     rep = checked_representation(model, data)
     training = run.train if latent == "posterior" else None
+    if training is not None:
+        model.check_input(training)  # loaded again from its source: it may have changed
     means = None if training is None else bv.encode(model, training)[0]
     z, source = latent_draws(model, int(n_samples), latent, means, run.torch_generator(),
                              run.seed, latent_components)

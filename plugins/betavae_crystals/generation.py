@@ -96,7 +96,8 @@ def training_reference(run: bv.RunContext, training: Any, attrs: dict[str, Any]
         return None, "not checked (training=none)"
     if training is not None:
         reference = load_like(Path(str(training)), attrs)
-        return reference, f"{len(reference)} structures from {training}"
+        return reference, f"{len(reference)} structures from {training}" + _skipped_note(
+            reference.attrs.get("skipped") or {})
     reference = run.train
     if reference is None:
         return None, ("not checked: the run's training split is unknown (pass -g "
@@ -106,6 +107,16 @@ def training_reference(run: bv.RunContext, training: Any, attrs: dict[str, Any]
                         "species or sizes changed); pass -g training=PATH to check novelty "
                         "against it, or training=none.")
     return reference, f"{len(reference)} structures of the run's training split"
+
+
+def _skipped_note(skipped: dict[str, Any]) -> str:
+    """What the reference set left out (species the model has not seen, too many sites,
+    files that do not parse), for the report: the same skips, named, as at a fit."""
+    if not skipped.get("count"):
+        return ""
+    shown = "; ".join(skipped.get("first", [])[:3])
+    return (f" ({skipped['count']} skipped, which no candidate can match: {shown}"
+            f"{' ...' if skipped['count'] > 3 else ''})")
 
 
 # --- the funnel ------------------------------------------------------------------------
@@ -157,6 +168,8 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
                                 f"overwritten. Choose a new --out.")
     clock = Stopwatch()
     reference, reference_note = training_reference(run, training, attrs)
+    if reference is not None:
+        model.check_input(reference)  # the fit's checks: shape, vocabulary, support
     clock.lap("load_training", 0 if reference is None else len(reference))
     means = None if reference is None else bv.encode(model, reference)[0]
     z, latent_source = latent_draws(model, n, latent, means, run.torch_generator(), run.seed,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pymatgen.core import Structure
 
 from betavae_core import DataError
@@ -29,11 +30,25 @@ ID_COLUMNS = ("material_id", "id", "name", "mp_id")
 
 @dataclass
 class Entry:
-    """One structure read from a source, its name and numeric properties."""
+    """One structure read from a source, its name and numeric properties.
+
+    `text` holds the values of property columns (keys) that are not numbers, as read, so
+    the column chosen as the property can name a bad one instead of being dropped whole;
+    `where` says where the structure is (file and row) when its name alone does not.
+    """
 
     name: str
     structure: Structure
     properties: dict[str, float] = field(default_factory=dict)
+    text: dict[str, str] = field(default_factory=dict)
+    where: str = ""
+
+    @property
+    def origin(self) -> str:
+        """Where the structure came from: its file and row, and its name."""
+        if not self.where or self.name in self.where:
+            return self.where or self.name
+        return f"{self.where} ({self.name})"
 
 
 @dataclass
@@ -176,12 +191,27 @@ def read_file(path: Path, label: str | None = None) -> list[Entry | Problem]:
         return [Problem(name, f"cannot parse ({_first_line(exc)})")]
 
 
-def _numeric(info: dict[str, Any]) -> dict[str, float]:
-    out = {}
+def split_values(info: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """(numbers, text): the finite numeric values of `info` (strings that read as numbers
+    included), and its other strings as read. Missing values (None, NaN, empty, "nan")
+    are in neither: they mean "unknown"."""
+    numbers: dict[str, float] = {}
+    text: dict[str, str] = {}
     for key, value in info.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[str(key)] = float(value)
-    return out
+        if isinstance(value, str):
+            shown = value.strip()
+            if not shown:
+                continue
+            try:
+                value = float(shown)
+            except ValueError:
+                text[str(key)] = shown
+                continue
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+                value, (bool, np.bool_)):
+            if math.isfinite(float(value)):
+                numbers[str(key)] = float(value)
+    return numbers, text
 
 
 def from_atoms(atoms: Any, name: str) -> Entry | Problem:
@@ -196,7 +226,7 @@ def from_atoms(atoms: Any, name: str) -> Entry | Problem:
         return Problem(name, f"cannot convert to a structure ({_first_line(exc)})")
     entry = _checked(structure, name)
     if isinstance(entry, Entry):
-        entry.properties = _numeric(dict(atoms.info))
+        entry.properties, entry.text = split_values(dict(atoms.info))
     return entry
 
 
@@ -237,12 +267,14 @@ def read_ase_db(path: Path) -> Iterator[Entry | Problem]:
         name = str(row.get("name") or f"{path.name}#id={row.id}")
         entry = from_atoms(row.toatoms(), name)
         if isinstance(entry, Entry):
-            entry.properties = _numeric(dict(row.key_value_pairs))
+            entry.properties, entry.text = split_values(dict(row.key_value_pairs))
+            entry.where = f"{path.name} id={row.id}"
         yield entry
 
 
 def read_csv_table(path: Path, limit: int | None = None) -> Iterator[Entry | Problem]:
-    """Rows of a CSV with a `cif` column; numeric columns become properties."""
+    """Rows of a CSV with a `cif` column; its other columns are candidate properties (a
+    value that is not a number is kept as text, so the property column can name it)."""
     import pandas as pd
 
     try:
@@ -257,8 +289,8 @@ def read_csv_table(path: Path, limit: int | None = None) -> Iterator[Entry | Pro
         raise DataError(f"{path}: the CSV holds no rows.")
     cif_col = columns[CSV_CIF_COLUMN]
     id_col = next((columns[c] for c in ID_COLUMNS if c in columns), None)
-    numeric = [c for c in table.columns if c != cif_col and pd.api.types.is_numeric_dtype(
-        table[c]) and not str(c).startswith("Unnamed")]
+    candidates = [c for c in table.columns if c not in (cif_col, id_col)
+                  and not str(c).startswith("Unnamed")]
     for i, row in enumerate(table.itertuples(index=False)):
         values = dict(zip(table.columns, row, strict=True))
         label = f"row {i + 2}" + (f" ({values[id_col]})" if id_col else "")
@@ -268,9 +300,11 @@ def read_csv_table(path: Path, limit: int | None = None) -> Iterator[Entry | Pro
             yield Problem(name, "empty cif cell")
             continue
         entries = parse_cif(cif, name)
-        for entry in entries:
+        numbers, text = split_values({str(c): values[c] for c in candidates})
+        for k, entry in enumerate(entries):
             if isinstance(entry, Entry):
-                entry.name = str(values[id_col]) if id_col else name
-                entry.properties = {str(c): float(values[c]) for c in numeric
-                                    if values[c] is not None and math.isfinite(values[c])}
+                if id_col:  # one id per row; several CIF blocks in it get #0, #1, ...
+                    entry.name = str(values[id_col]) + (f"#{k}" if len(entries) > 1 else "")
+                entry.properties, entry.text = dict(numbers), dict(text)
+                entry.where = name
             yield entry

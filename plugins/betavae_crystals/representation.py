@@ -173,6 +173,15 @@ def ordered_sites(classes: np.ndarray, frac: np.ndarray) -> tuple[np.ndarray, np
     return classes[order], shifted[order]
 
 
+def too_many_sites(cell: Structure, limit: int | None, primitive: bool) -> str:
+    """Why `cell` (canonical) has more sites than `limit` allows ("" when it fits): the
+    loaders' `max_sites` and a fitted model's size are checked by this one test."""
+    if limit is None or len(cell) <= int(limit):
+        return ""
+    return (f"{len(cell)} sites in its {'primitive ' if primitive else ''}cell "
+            f"({cell.composition.reduced_formula}); the maximum is {int(limit)}")
+
+
 @dataclass(frozen=True)
 class CrystalRepresentation:
     """The vocabulary and size that map structures to tensors and back.
@@ -226,15 +235,14 @@ class CrystalRepresentation:
         """One structure -> (max_sites + 2, 3 + V) float64 array."""
         check_ordered(structure, name)
         cell = structure if canonical else canonical_cell(structure, self.primitive)
-        if len(cell) > self.max_sites:
-            raise DataError(f"{name} ({cell.composition.reduced_formula}) has {len(cell)} sites "
-                            f"in its {'primitive ' if self.primitive else ''}cell; this model "
-                            f"holds at most {self.max_sites}.")
+        too_many = too_many_sites(cell, self.max_sites, self.primitive)
+        if too_many:
+            raise DataError(f"{name}: {too_many}.")
         index = {s: i + 1 for i, s in enumerate(self.species)}
         symbols = [site.specie.symbol for site in cell]
         unknown = sorted({s for s in symbols if s not in index})
         if unknown:
-            raise DataError(f"{name} ({cell.composition.reduced_formula}) holds element(s) "
+            raise DataError(f"{name}: {cell.composition.reduced_formula} holds element(s) "
                             f"{', '.join(unknown)} outside the training vocabulary "
                             f"({', '.join(self.species)}).")
         classes, frac = ordered_sites(np.array([index[s] for s in symbols]), cell.frac_coords)

@@ -71,11 +71,14 @@ def training_at(run: RunContext, control: float) -> DomainData | None:
 def configurations_at(run: RunContext, control: float, n: int
                       ) -> tuple[DomainData, DomainData, str]:
     """(n configurations to draw latents around, the reference to judge against, where
-    they come from) at one control value."""
+    they come from) at one control value, checked as the fit checked its data (shape,
+    the likelihood's support) before the model meets them."""
     train = training_at(run, control)
     if train is None:
         reference = monte_carlo_at(run.attrs, control, n, run.seed)
+        run.model.check_input(reference)
         return reference, reference, "new Monte Carlo configurations"
+    run.model.check_input(train)  # loaded again from its source, which may have changed
     rows = run.numpy_rng().choice(len(train), size=n, replace=n > len(train))
     return train.subset(rows), train, "the training configurations"
 

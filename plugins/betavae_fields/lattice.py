@@ -25,8 +25,10 @@ def first_bad_site(bad: torch.Tensor) -> tuple[int, int, int]:
     return item, row, col
 
 
-def check_spins(x: torch.Tensor, likelihood: str) -> None:
-    """Raise `DataError` naming the first item and site whose value is not -1 or +1."""
+def check_spins(x: torch.Tensor, who: str) -> None:
+    """Raise `DataError` naming the first item and site whose value is not -1 or +1.
+    `who` needs them ("the spin likelihood", "FILE: the Ising model"): the spin
+    likelihoods and the `lattice_npz` loader share this check."""
     lattice_size(x.shape[1:])
     bad = (x != 1) & (x != -1)
     if bad.any():
@@ -34,7 +36,7 @@ def check_spins(x: torch.Tensor, likelihood: str) -> None:
         hint = (" The data look like 0/1 spins: map them with 2*x - 1, or use the bernoulli "
                 "likelihood." if bool(((x == 0) | (x == 1)).all()) else "")
         raise DataError(
-            f"the {likelihood} likelihood needs spins in {{-1, +1}}; item {item} holds "
+            f"{who} needs spins in {{-1, +1}}; item {item} holds "
             f"{x[item, row, col].item()} at site ({row}, {col}) "
             f"({int(bad.sum())} bad values in all).{hint}"
         )

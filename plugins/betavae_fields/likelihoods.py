@@ -66,7 +66,7 @@ class Spin(Likelihood):
 
     def check_data(self, x: torch.Tensor) -> None:
         super().check_data(x)
-        check_spins(x, "spin")
+        check_spins(x, "the spin likelihood")
 
     def distribution(self, params, context=None) -> SpinField:
         return SpinField(params[:, 0])
@@ -152,7 +152,7 @@ class MultiscaleSpin(Likelihood):
 
     def check_data(self, x: torch.Tensor) -> None:
         super().check_data(x)
-        check_spins(x, "spin_multiscale")
+        check_spins(x, "the spin_multiscale likelihood")
 
     def distribution(self, params, context=None) -> MultiscaleSpins:
         gain = params[:, 1].clamp(-6.0, 4.0).exp()

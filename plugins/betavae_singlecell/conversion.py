@@ -20,7 +20,7 @@ import torch
 import betavae_core as bv
 from betavae_core import DataError
 
-from .likelihoods import COUNT_LIKELIHOODS
+from .likelihoods import COUNT_LIKELIHOODS, not_count
 from .plugin import DOMAIN, training_defaults
 
 BLOCK = 8192
@@ -151,7 +151,7 @@ def scan(matrix: Any) -> Scan:
 
 def _not_count(values: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
-        return (values < 0) | (values != np.round(values))
+        return not_count(values)
 
 
 def _first(block: Any, start: int, test: Any) -> tuple[int, int, float] | None:
@@ -173,24 +173,46 @@ def _first(block: Any, start: int, test: Any) -> tuple[int, int, float] | None:
 
 
 def _bad_value_error(bad: tuple[int, int, float], adata: Any, likelihood: str,
-                     where: str) -> DataError:
+                     where: str, fitting: bool) -> DataError:
     row, col, value = bad
     cell, gene = adata.obs_names[row], adata.var_names[col]
     if not np.isfinite(value):
         return DataError(f"{where} holds {value} at cell {cell!r} (row {row}), gene {gene!r} "
                          f"(column {col}). Remove or impute non-finite values first.")
+    whose = f"the {likelihood} likelihood" if fitting else f"this model's {likelihood} likelihood"
+    other = ("use likelihood='gaussian'" if fitting
+             else "fit a model with likelihood='gaussian'")
     return DataError(
-        f"the {likelihood} likelihood needs raw counts (non-negative integers), but {where} "
-        f"holds {value} at cell {cell!r} (row {row}), gene {gene!r} (column {col}). Pass "
-        f"the layer that holds raw counts (layer='counts'), or use likelihood='gaussian' "
-        f"on log1p-normalised data."
+        f"{whose} needs raw counts (non-negative integers), but {where} holds {value} at "
+        f"cell {cell!r} (row {row}), gene {gene!r} (column {col}). Pass the layer that "
+        f"holds raw counts (layer='counts'), or {other} on log1p-normalised data."
     )
+
+
+def check_unique_genes(var_names: Sequence[str]) -> list[str]:
+    """`var_names` as strings; `DataError` naming the genes that repeat. Genes are
+    matched by name (to a model's genes, to a fit's record), so a repeated name would be
+    read as whichever column comes last. Fit, encode, evaluate, `load` and the
+    `expression` loader all check this here."""
+    names = [str(v) for v in var_names]
+    if len(set(names)) == len(names):
+        return names
+    columns: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        columns.setdefault(name, []).append(i)
+    repeated = [(n, c) for n, c in columns.items() if len(c) > 1]
+    shown = ", ".join(f"{n!r} (columns {', '.join(map(str, c[:3]))}"
+                      f"{', ...' if len(c) > 3 else ''})" for n, c in repeated[:5])
+    more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+    raise DataError(f"var_names repeat {len(repeated)} gene name(s): {shown}{more}. Genes are "
+                    f"matched by name, so each needs its own: make them unique first "
+                    f"(adata.var_names_make_unique()) or drop the repeated columns.")
 
 
 def gene_columns(var_names: Sequence[str], wanted: Sequence[str]) -> np.ndarray | None:
     """Column index of each `wanted` gene in `var_names` (None when already identical);
-    `DataError` listing the genes that are missing."""
-    have = [str(v) for v in var_names]
+    `DataError` listing the genes that are missing, or naming those `var_names` repeats."""
+    have = check_unique_genes(var_names)
     wanted = [str(w) for w in wanted]
     if have == wanted:
         return None
@@ -260,6 +282,8 @@ def to_domain_data(
     cells and genes with no counts at all are dropped with a warning (or
     refused with `zeros="error"`). Otherwise (encoding for a fitted model) every cell is
     kept and `genes` / `batches` give the model's gene order and batch categories.
+    Either way the same checks run: unique `var_names`, finite values, counts for a count
+    likelihood (naming the cell and gene), known batches.
     `attrs["batch_counts"]` holds the number of kept cells per batch (generation draws
     batches in these proportions), and `defaults` the domain's suggested training
     settings for this many cells (`plugin.training_defaults`).
@@ -270,13 +294,14 @@ def to_domain_data(
         raise DataError(f"the AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes).")
     matrix = expression_matrix(adata, layer)
     where = f"adata.layers[{layer!r}]" if layer else "adata.X"
+    check_unique_genes(adata.var_names)
     columns = gene_columns(adata.var_names, genes) if genes is not None else None
     result = scan(matrix)
     used = None if columns is None else set(columns.tolist())
     for bad in (result.nonfinite, result.not_count if likelihood in COUNT_LIKELIHOODS
                 else None):
         if bad is not None and (used is None or bad[1] in used):
-            raise _bad_value_error(bad, adata, likelihood, where)
+            raise _bad_value_error(bad, adata, likelihood, where, fitting)
     if likelihood is None:
         likelihood = "nb" if result.not_count is None else "gaussian"
     library = result.library if columns is None else _library_of(matrix, columns)

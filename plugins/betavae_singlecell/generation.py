@@ -159,6 +159,7 @@ def training_clouds(run: RunContext) -> dict[str, Any]:
         raise ConfigError("cell_type needs the run's training cells and their labels: fit "
                           "with -o label_key=COLUMN on data betavae can load again (a model "
                           "saved by bsc.tl.fit keeps its clouds: use bsc.tl.generate).")
+    run.model.check_input(train)  # loaded again from its source: it may have changed since
     mu, _ = bv.encode(run.model, train)
     return label_clouds(mu, np.asarray(train.metadata[key], dtype=object).astype(str))
 

@@ -30,10 +30,17 @@ DEFAULT_LIBRARY = 1e4
 _EPS = 1e-8
 
 
+def not_count(values: Any) -> Any:
+    """True where a value (numpy or torch) is not a non-negative whole number; NaN is
+    flagged, inf is not (`isfinite` catches it). The one test of "raw counts", shared by
+    the likelihoods' `check_data` and the named scan in `conversion`."""
+    return (values < 0) | (values != values.round())
+
+
 def check_counts(x: torch.Tensor, likelihood: str) -> None:
     """Raise `DataError` naming the first cell (row) and gene (column) that is not a
     non-negative integer count."""
-    bad = (x < 0) | (x != torch.round(x)) | ~torch.isfinite(x)
+    bad = not_count(x) | ~torch.isfinite(x)
     if bad.any():
         flat = bad.reshape(bad.shape[0], -1)
         row = int(torch.nonzero(flat.any(dim=1))[0, 0])
@@ -41,8 +48,9 @@ def check_counts(x: torch.Tensor, likelihood: str) -> None:
         value = float(x.reshape(x.shape[0], -1)[row, col])
         raise DataError(
             f"the {likelihood} likelihood needs raw counts (non-negative integers); cell "
-            f"{row} holds {value} at gene {col}. Pass the counts layer (layer='counts', "
-            f"or -o layer=counts), or use likelihood 'gaussian' on log1p-normalised data."
+            f"(row) {row} holds {value} at gene (column) {col}. Pass the counts "
+            f"layer (layer='counts', or -o layer=counts), or fit with likelihood 'gaussian' "
+            f"for log1p-normalised data."
         )
 
 

@@ -164,21 +164,34 @@ def encode(model: SingleCellModel, adata: Any = None, *, layer: str | None = Non
     """Posterior means (n_cells, n_latent) of the cells of `adata` (default: the model's).
 
     Genes are matched by `var_names` (extra genes are ignored, missing ones are an error
-    that lists them); `adata.obs[model.batch_key]` must hold batches the model knows.
-    With `key_added`, also writes `adata.obsm[key_added]`.
+    that lists them, repeated ones an error that names them); `adata.obs[model.batch_key]`
+    must hold batches the model knows. The values get the fit's checks: finite, and raw
+    counts for a count likelihood (an error naming the cell and gene, not a silent
+    encoding of log-normalised data). With `key_added`, also writes `adata.obsm[key_added]`.
     """
     adata = model.adata if adata is None else adata
-    if adata is None:
-        raise ConfigError("encode needs an AnnData (the model holds none).")
-    data, _ = to_domain_data(
-        adata, layer=layer if layer is not None else model.layer, likelihood="gaussian",
-        batch_key=model.batch_key, genes=model.var_names, batches=model.batches or None,
-        fitting=False)
+    data = _model_data(model, adata, layer, "encode")
     mu, _ = bv.encode(model.vae, data, batch_size=batch_size)
     z = mu.astype(np.float32)
     if key_added is not None:
         adata.obsm[key_added] = z
     return z
+
+
+def _model_data(model: SingleCellModel, adata: Any, layer: str | None, what: str,
+                label_key: str | None = None, check: bool = True) -> bv.DomainData:
+    """The cells of `adata` as data for the fitted `model`, with the checks the fit
+    applied: `to_domain_data` with the model's likelihood, genes and batches, then the
+    model's own `check_input` (`check=False` where `bv.evaluate` runs it anyway)."""
+    if adata is None:
+        raise ConfigError(f"{what} needs an AnnData (the model holds none).")
+    data, _ = to_domain_data(
+        adata, layer=layer if layer is not None else model.layer, likelihood=model.likelihood,
+        batch_key=model.batch_key, label_key=label_key, genes=model.var_names,
+        batches=model.batches or None, fitting=False)
+    if check:
+        model.vae.check_input(data)
+    return data
 
 
 def generate(model: SingleCellModel, n: int, *, batch: str | None = None,
@@ -205,12 +218,7 @@ def evaluate(model: SingleCellModel, adata: Any = None, *, label_key: str | None
     (`plugin.EVALUATION_OPTIONS` lists them).
     """
     adata = model.adata if adata is None else adata
-    if adata is None:
-        raise ConfigError("evaluate needs an AnnData (the model holds none).")
-    data, _ = to_domain_data(
-        adata, layer=layer if layer is not None else model.layer, likelihood=model.likelihood,
-        batch_key=model.batch_key, label_key=label_key, genes=model.var_names,
-        batches=model.batches or None, fitting=False)
+    data = _model_data(model, adata, layer, "evaluate", label_key=label_key, check=False)
     if batch_key is not None and batch_key != model.batch_key:
         data.metadata[batch_key] = obs_labels(adata, batch_key, "batch_key")
     if names is None:

@@ -316,23 +316,44 @@ def read_count_table(
         raise DataError(f"{p}: the table has no data rows or no value columns")
 
     matrix = sp.vstack(blocks, format="csr")
+    header_names = _header_names(header[0], sep, column_names)
     if orientation == "genes_by_cells":
         matrix = matrix.T.tocsr()
         cells, genes = column_names, row_names
+        _check_unique(header_names, p, "cell IDs repeat", "each cell needs its own ID")
     else:
         cells, genes = row_names, column_names
-    cell_index = pd.Index(cells)
-    if not cell_index.is_unique:
-        dupes = list(cell_index[cell_index.duplicated()].unique()[:5])
-        raise DataError(f"{p}: cell IDs repeat, e.g. {dupes}; each cell needs its own ID")
+        _check_unique(header_names, p, "gene names repeat", _GENES_BY_NAME)
+    cell_index, gene_index = pd.Index(cells), pd.Index(genes)
+    _check_unique(cell_index, p, "cell IDs repeat", "each cell needs its own ID")
+    _check_unique(gene_index, p, "gene names repeat", _GENES_BY_NAME)
     adata = AnnData(
         matrix.astype(np.float32),
         obs=pd.DataFrame(index=cell_index),
-        var=pd.DataFrame(index=anndata.utils.make_index_unique(pd.Index(genes))),
+        var=pd.DataFrame(index=gene_index),
     )
     if obs is not None:
         adata.obs = _read_metadata(Path(obs), adata.obs_names, p)
     return adata
+
+
+_GENES_BY_NAME = ("genes are matched by name, so each needs its own: rename or drop the "
+                  "repeated ones")
+
+
+def _header_names(line: str, sep: str | None, parsed: list[str]) -> list[str]:
+    """The column names as the header spells them (pandas renames a repeated one "X.1",
+    which would hide the repeat): its last len(parsed) fields, unquoted."""
+    raw = [field.strip().strip('"') for field in _split(line, sep)]
+    return raw[-len(parsed):] if len(raw) >= len(parsed) else parsed
+
+
+def _check_unique(names: Any, path: Path, what: str, fix: str) -> None:
+    """`DataError` naming the first few names that repeat."""
+    index = pd.Index(names)
+    if not index.is_unique:
+        dupes = list(index[index.duplicated()].unique()[:5])
+        raise DataError(f"{path}: {what}, e.g. {dupes}; {fix}")
 
 
 def _read_metadata(path: Path, cells: pd.Index, table: Path) -> pd.DataFrame:
@@ -348,9 +369,8 @@ def _read_metadata(path: Path, cells: pd.Index, table: Path) -> pd.DataFrame:
     except Exception as exc:
         raise DataError(f"{path}: could not read as a cell metadata table: {exc}") from exc
     meta.index = meta.index.map(str)
-    if not meta.index.is_unique:
-        dupes = list(meta.index[meta.index.duplicated()].unique()[:5])
-        raise DataError(f"{path}: cell IDs repeat in the metadata, e.g. {dupes}")
+    _check_unique(meta.index, path, "cell IDs repeat in the metadata",
+                  "each row needs its own cell ID")
     missing = cells.difference(meta.index, sort=False)
     if len(missing):
         raise DataError(
