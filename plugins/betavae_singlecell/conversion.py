@@ -243,15 +243,102 @@ def obs_labels(adata: Any, key: str, what: str) -> np.ndarray:
     return column.astype(str).to_numpy()
 
 
-def one_hot(labels: np.ndarray, categories: Sequence[str], key: str) -> torch.Tensor:
-    """One-hot rows in the order of `categories`; `DataError` naming unseen batches."""
+def one_hot(labels: np.ndarray, categories: Sequence[str], key: str,
+            what: str = "batches") -> torch.Tensor:
+    """One-hot rows in the order of `categories`; `DataError` naming unseen values."""
     position = {c: i for i, c in enumerate(categories)}
     unseen = sorted(set(labels) - set(position))
     if unseen:
-        raise DataError(f"adata.obs[{key!r}] holds batches the model never saw: {unseen}; "
+        raise DataError(f"adata.obs[{key!r}] holds {what} the model never saw: {unseen}; "
                         f"it knows {list(categories)}.")
     codes = torch.as_tensor(np.array([position[v] for v in labels], dtype=np.int64))
     return torch.nn.functional.one_hot(codes, len(categories)).float()
+
+
+COVARIATE_KINDS = ("categorical", "continuous")
+
+
+def covariate_encoding(adata: Any, rows: np.ndarray, categorical: Sequence[str] | None,
+                       continuous: Sequence[str] | None) -> dict[str, Any]:
+    """How the fit encodes covariates beyond batch: each categorical key's categories
+    (sorted, over all cells), each continuous key's mean and s.d. over the cells at
+    `rows` (an s.d. of 0 counts as 1). JSON, so it is saved in the model's config."""
+    categorical, continuous = list(categorical or []), list(continuous or [])
+    repeated = sorted({k for k in categorical + continuous
+                       if (categorical + continuous).count(k) > 1})
+    if repeated:
+        raise DataError(f"covariate keys {repeated} are given more than once (each key is "
+                        f"either categorical or continuous, once).")
+    out: dict[str, Any] = {"categorical": {}, "continuous": {}}
+    for key in categorical:
+        values = obs_labels(adata, key, "categorical covariate")
+        out["categorical"][key] = sorted(set(values.tolist()))
+    for key in continuous:
+        values = continuous_values(adata, key)[rows]
+        sd = float(values.std())
+        out["continuous"][key] = {"mean": float(values.mean()),
+                                  "sd": sd if sd > 0 and np.isfinite(sd) else 1.0}
+    return out
+
+
+def continuous_values(adata: Any, key: str) -> np.ndarray:
+    """`adata.obs[key]` as floats; `DataError` if missing, not numeric, or not finite."""
+    if key not in adata.obs.columns:
+        raise DataError(f"continuous covariate {key!r} is not a column of adata.obs; its "
+                        f"columns are {list(adata.obs.columns)}.")
+    try:
+        values = adata.obs[key].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"continuous covariate adata.obs[{key!r}] is not numeric (dtype "
+                        f"{adata.obs[key].dtype}); pass it as a categorical covariate, or "
+                        f"convert it to numbers.") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"continuous covariate adata.obs[{key!r}] holds {values[row]} for "
+                        f"{int(bad.sum())} cells, the first being {adata.obs_names[row]!r} "
+                        f"(row {row}); fill or drop those cells first.")
+    return values
+
+
+def covariate_values(adata: Any, encoding: dict[str, Any] | None) -> torch.Tensor | None:
+    """The covariates beyond batch of every cell, under `encoding` (one-hot columns of
+    each categorical key, then the standardised continuous keys), or None if there are
+    none. A category the encoding does not know is a `DataError` naming it."""
+    encoding = encoding or {}
+    parts = []
+    for key, categories in (encoding.get("categorical") or {}).items():
+        labels = obs_labels(adata, key, "categorical covariate")
+        parts.append(one_hot(labels, categories, key, what="categories of covariate"))
+    for key, stats in (encoding.get("continuous") or {}).items():
+        z = (continuous_values(adata, key) - stats["mean"]) / stats["sd"]
+        parts.append(torch.as_tensor(z, dtype=torch.float32).reshape(-1, 1))
+    return torch.cat(parts, dim=1) if parts else None
+
+
+def covariate_fill(encoding: dict[str, Any] | None) -> list[float]:
+    """Typical values of the covariates beyond batch: each categorical key's categories
+    weighed equally, each continuous key at its mean (0 once standardised). The decoder
+    uses them for cells given only a batch (generated cells)."""
+    encoding = encoding or {}
+    fill: list[float] = []
+    for categories in (encoding.get("categorical") or {}).values():
+        fill += [1.0 / len(categories)] * len(categories)
+    fill += [0.0] * len(encoding.get("continuous") or {})
+    return fill
+
+
+def covariate_layout(batch: torch.Tensor | None, other: torch.Tensor | None,
+                     n_query: int) -> torch.Tensor | None:
+    """The model's covariate vector: reference batches, the other covariates, then the
+    `n_query` batches a query mapping added (so a mapped model keeps the reference's
+    columns where they were)."""
+    if batch is None or n_query == 0:
+        parts = [batch, other]
+    else:
+        parts = [batch[:, :batch.shape[1] - n_query], other, batch[:, batch.shape[1] - n_query:]]
+    parts = [p for p in parts if p is not None]
+    return torch.cat(parts, dim=1) if parts else None
 
 
 def library_stats(library: np.ndarray, batches: np.ndarray | None,
@@ -275,6 +362,10 @@ def to_domain_data(
     batches: Sequence[str] | None = None,
     zeros: str = "drop",
     fitting: bool = True,
+    categorical_covariate_keys: Sequence[str] | None = None,
+    continuous_covariate_keys: Sequence[str] | None = None,
+    covariates: dict[str, Any] | None = None,
+    query_batches: Sequence[str] = (),
 ) -> tuple[bv.DomainData, np.ndarray]:
     """Cells of `adata` as `DomainData`, and the row index of the cells it kept.
 
@@ -284,6 +375,12 @@ def to_domain_data(
     kept and `genes` / `batches` give the model's gene order and batch categories.
     Either way the same checks run: unique `var_names`, finite values, counts for a count
     likelihood (naming the cell and gene), known batches.
+    Covariates beyond batch: `categorical_covariate_keys` are one-hot encoded and
+    `continuous_covariate_keys` standardised (`covariate_encoding`, recorded in
+    `attrs["covariates"]`); a fitted model passes its record as `covariates` instead, so
+    new cells get the fit's encoding. The covariate vector is laid out as
+    `covariate_layout` says: batches, the other covariates, then `query_batches` (the
+    batches a query mapping added, last in `batches`).
     `attrs["batch_counts"]` holds the number of kept cells per batch (generation draws
     batches in these proportions), and `defaults` the domain's suggested training
     settings for this many cells (`plugin.training_defaults`).
@@ -315,22 +412,28 @@ def to_domain_data(
     categories = list(batches) if batches is not None else (
         [] if batch_values is None else sorted(set(batch_values[keep_cells])))
     metadata: dict[str, Any] = {}
-    covariates = None
+    batch_block = None
     if batch_values is not None:
-        covariates = one_hot(batch_values, categories, batch_key)
+        batch_block = one_hot(batch_values, categories, batch_key)
         metadata[batch_key] = batch_values
+    if covariates is None:
+        covariates = covariate_encoding(adata, keep_cells, categorical_covariate_keys,
+                                        continuous_covariate_keys)
+    cov = covariate_layout(batch_block, covariate_values(adata, covariates),
+                           len(query_batches))
     if label_key is not None:
         metadata[label_key] = obs_labels(adata, label_key, "label_key")
     attrs = {
         "var_names": gene_names, "layer": layer, "batch_key": batch_key,
-        "label_key": label_key, "batches": categories,
+        "label_key": label_key, "batches": categories, "query_batches": list(query_batches),
+        "covariates": covariates,
         "library_log": library_stats(library[keep_cells], None if batch_values is None
                                      else batch_values[keep_cells], categories),
         "batch_counts": _batch_counts(batch_values, keep_cells, categories),
         "n_cells_dropped": int(adata.n_obs - len(keep_cells)),
     }
     data = bv.DomainData(
-        x=rows, domain=DOMAIN, likelihood=likelihood, covariates=covariates,
+        x=rows, domain=DOMAIN, likelihood=likelihood, covariates=cov,
         context={"library": torch.as_tensor(library, dtype=torch.float32).reshape(-1, 1)},
         metadata=metadata, attrs=attrs, generator="cells", architecture="expression_mlp",
         defaults=training_defaults(len(keep_cells)),

@@ -1,8 +1,14 @@
-"""Plots (`bsc.pl`): the rate per latent dimension and the rate/distortion history."""
+"""Plots (`bsc.pl`): the rate per latent dimension, the rate/distortion history, generated
+against real cells, and the gene programs of the latent dimensions."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from betavae_core import ConfigError
 
 from . import plots
 from .model import SingleCellModel
@@ -39,3 +45,42 @@ def generated_vs_real(real: Any, generated: Any) -> Any:
         return x.X if hasattr(x, "X") else x
 
     return gene_statistics_figure(expression_agreement(matrix(real), matrix(generated)))
+
+
+class LatentGenesFigures(NamedTuple):
+    """The two figures of `latent_genes`: the score heatmap and the traversal panels."""
+
+    heatmap: Any
+    traversals: Any
+
+
+def latent_genes(model_or_adata: Any, *, key: str = "latent_genes", n_genes: int = 10,
+                 dims: Sequence[int] | None = None,
+                 show: bool | None = None) -> LatentGenesFigures:
+    """Gene programs written by `bsc.tl.latent_genes`: a heatmap of the top `n_genes`
+    genes' scores per latent dimension (rows: dimensions, with their rate in nats), and
+    one traversal panel per dimension (decoded expression of its top genes as z_d runs
+    from -2 to +2 prior s.d.). Takes the AnnData, or a model whose `.adata` holds the
+    record; `dims` picks dimensions (default: every active one, by rate).
+
+    Returns `LatentGenesFigures(heatmap, traversals)`, two matplotlib Figures.
+    """
+    from .programs import latent_genes_record
+
+    record = latent_genes_record(model_or_adata, key)
+    available = [int(d) for d in np.asarray(record["dims"])]
+    chosen = available if dims is None else [int(d) for d in dims]
+    unknown = [d for d in chosen if d not in available]
+    if unknown or not chosen:
+        raise ConfigError(f"dims {unknown or list(dims or [])} are not among the active "
+                          f"dimensions of uns[{key!r}]: {available}.")
+    if isinstance(n_genes, bool) or int(n_genes) < 1:
+        raise ConfigError(f"n_genes must be a positive integer; got {n_genes!r}.")
+    n_genes = min(int(n_genes), len(record[f"z{chosen[0]}"]["genes"]))
+    figures = LatentGenesFigures(plots.latent_genes_heatmap(record, chosen, n_genes),
+                                 plots.latent_traversals(record, chosen, n_genes))
+    if show:
+        import matplotlib.pyplot as plt
+
+        plt.show()
+    return figures

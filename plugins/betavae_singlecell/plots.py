@@ -140,3 +140,72 @@ def history(record: Mapping[str, Any], ax=None, show: bool | None = None):
     if lines:
         ax.legend(lines, [ln.get_label() for ln in lines], frameon=False, fontsize="small")
     return _finish(ax, show)
+
+
+def _dimension_label(record: Mapping[str, Any], dim: int) -> str:
+    return f"z{dim} ({float(record[f'z{dim}']['rate_nats']):.2g} nats)"
+
+
+def latent_genes_heatmap(record: Mapping[str, Any], dims: Sequence[int], n_genes: int):
+    """Heatmap of gene scores: one row per latent dimension in `dims`, one column per
+    gene among each dimension's top `n_genes` (in blocks, first occurrence kept), signed
+    scores on a diverging scale centred at zero. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    names = [str(g) for g in np.asarray(record["var_names"])]
+    position = {g: i for i, g in enumerate(names)}
+    all_dims = [int(d) for d in np.asarray(record["dims"])]
+    rows = [all_dims.index(d) for d in dims]
+    columns: list[str] = []
+    for d in dims:
+        columns += [str(g) for g in record[f"z{d}"]["genes"][:n_genes] if str(g) not in columns]
+    matrix = np.asarray(record["score_matrix"], dtype=np.float64)[rows][
+        :, [position[g] for g in columns]]
+    limit = float(np.abs(matrix).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.22 * len(columns) + 2.5),
+                                    max(2.0, 0.35 * len(dims) + 1.4)))
+    image = ax.imshow(matrix, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
+                      interpolation="nearest")
+    ax.set_yticks(range(len(dims)))
+    ax.set_yticklabels([_dimension_label(record, d) for d in dims], fontsize="small")
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels(columns, rotation=90, fontsize="x-small")
+    ax.set_xlabel(f"top {n_genes} genes of each dimension")
+    fig.colorbar(image, ax=ax, label=str(record["params"]["score_unit"]), shrink=0.8)
+    ax.set_title(f"Gene programs of the latent dimensions ({record['params']['method']})")
+    fig.tight_layout()
+    return fig
+
+
+def latent_traversals(record: Mapping[str, Any], dims: Sequence[int], n_genes: int):
+    """One panel per dimension in `dims`: the decoded expression (mean over cells) of
+    its top `n_genes` genes as z_d runs from -2 to +2 prior s.d., up genes in warm and
+    down genes in cool colours, on a log axis for counts. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    n_cols = min(4, len(dims))
+    n_rows = -(-len(dims) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 2.9 * n_rows),
+                             squeeze=False)
+    grid = np.asarray(record["grid"], dtype=np.float64)
+    log_axis = "log1p" not in str(record["params"]["expression"])
+    for ax, d in zip(axes.ravel(), dims, strict=False):
+        entry = record[f"z{d}"]
+        curves = np.asarray(entry["traversal"], dtype=np.float64)[:, :n_genes]
+        ups = iter(plt.cm.Reds(np.linspace(0.9, 0.4, n_genes)))
+        downs = iter(plt.cm.Blues(np.linspace(0.9, 0.4, n_genes)))
+        for j, gene in enumerate(entry["genes"][:n_genes]):
+            color = next(ups) if str(entry["directions"][j]) == "up" else next(downs)
+            ax.plot(grid, curves[:, j], color=color, lw=1.4, label=str(gene))
+        if log_axis:
+            ax.set_yscale("log")
+        ax.set_title(_dimension_label(record, d), fontsize="medium")
+        ax.set_xlabel(f"z{d} (prior s.d.)")
+        ax.legend(fontsize="xx-small", frameon=False, ncol=2, loc="best")
+    for ax in axes.ravel()[len(dims):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("expression (per 10⁴)" if log_axis else "log1p expression")
+    fig.suptitle("Decoded expression along each latent dimension (mean over cells)")
+    fig.tight_layout()
+    return fig

@@ -29,6 +29,7 @@ WARMUP_SHARE = 0.25
 # `expression_mlp` options and their defaults (read by `architecture.py` too).
 ARCHITECTURE_OPTIONS: dict[str, Any] = {
     "hidden": [128], "dropout": 0.1, "normalise_input": "auto", "norm": "auto",
+    "covariate_fill": [], "query_columns": 0,
 }
 # `expression` loader options: conversion to DomainData, then the format readers' own
 # (backed for h5ad; orientation, delimiter, obs for count tables).

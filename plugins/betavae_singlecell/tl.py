@@ -1,4 +1,5 @@
-"""Tools (`bsc.tl`): fit, encode, generate and evaluate, scanpy style.
+"""Tools (`bsc.tl`): fit, encode, generate and evaluate, scanpy style; query mapping and
+label transfer (`map_query`, `transfer_labels`, from `mapping`).
 
 `fit` writes `adata.obsm[key_added]` (posterior means, one row per cell) and
 `adata.uns[key_added]` (settings, rate per latent dimension, history), so the next step
@@ -17,12 +18,20 @@ import betavae_core as bv
 from betavae_core import ConfigError
 
 from . import generation
-from .conversion import obs_labels, to_domain_data
+from .conversion import covariate_fill, obs_labels, to_domain_data
+from .differential import differential_expression
+from .expression import normalized_expression
 from .likelihoods import COUNT_LIKELIHOODS
+from .mapping import map_query, transfer_labels
 from .model import SingleCellModel, label_clouds
 from .plugin import DOMAIN, default_epochs, training_defaults
 
-__all__ = ["default_epochs", "encode", "evaluate", "fit", "generate"]
+__all__ = [
+    "default_epochs", "encode", "evaluate", "fit", "generate",
+    "map_query", "transfer_labels",  # mapping.py
+    "normalized_expression", "differential_expression",  # expression.py, differential.py
+    "latent_genes", "latent_genes_df",  # programs.py (imported at the end: it uses this module)
+]
 
 LIKELIHOODS = (*COUNT_LIKELIHOODS, "gaussian")
 
@@ -36,6 +45,8 @@ def fit(
     n_latent: int | None = None,
     batch_key: str | None = None,
     label_key: str | None = None,
+    categorical_covariate_keys: list[str] | None = None,
+    continuous_covariate_keys: list[str] | None = None,
     n_hidden: int = 128,
     n_layers: int = 1,
     dropout: float = 0.1,
@@ -68,6 +79,15 @@ def fit(
             it, so the latent space need not carry batch.
         label_key: optional `adata.obs` column of cell types, used to generate around a
             type's latent cloud (not used by the fit).
+        categorical_covariate_keys, continuous_covariate_keys: further `adata.obs`
+            columns that condition encoder and decoder as batch does (as in scvi-tools;
+            e.g. donor, or percent mitochondrial counts, a cell-cycle score), so the
+            latent space need not carry them. Categorical ones are one-hot encoded, and
+            continuous ones standardised, with the categories and the mean and s.d.
+            recorded in the model (`model.attrs["covariates"]`): new cells are encoded
+            the same way, and an unseen category, a missing column or a NaN is an error
+            naming it. Generated cells are decoded at typical values (continuous at the
+            mean, categories weighed equally).
         epochs: default `default_epochs(n_cells)`; `warmup_epochs` ramps β from 0 (default
             a quarter of the epochs; 0 for a constant β); `patience` stops early when the
             validation objective has not improved for that many epochs after the warm-up
@@ -87,7 +107,13 @@ def fit(
     if n_layers < 1 or n_hidden < 1:
         raise ConfigError(f"n_layers and n_hidden must be >= 1; got {n_layers}, {n_hidden}.")
     data, kept = to_domain_data(adata, layer=layer, likelihood=likelihood,
-                                batch_key=batch_key, label_key=label_key, zeros=zeros)
+                                batch_key=batch_key, label_key=label_key, zeros=zeros,
+                                categorical_covariate_keys=categorical_covariate_keys,
+                                continuous_covariate_keys=continuous_covariate_keys)
+    architecture = {"hidden": [n_hidden] * n_layers, "dropout": dropout}
+    fill = covariate_fill(data.attrs["covariates"])
+    if fill:
+        architecture["covariate_fill"] = fill
     # The domain's suggestions, for the epochs this fit runs (its warm-up is a share).
     data.defaults = training_defaults(len(data), epochs)
     settings = {
@@ -95,7 +121,7 @@ def fit(
         "val_fraction": val_fraction, "beta": beta, "seed": seed, "device": device,
         "progress": progress, "patience": patience,
         "keep": keep if keep is not None or patience is None else "best",
-        "architecture_options": {"hidden": [n_hidden] * n_layers, "dropout": dropout},
+        "architecture_options": architecture,
     }
     if warmup_epochs is not None:
         settings.update(schedule="warmup" if warmup_epochs > 0 else "constant",
@@ -145,8 +171,11 @@ def _uns(model: SingleCellModel, result: Any, beta: float) -> dict[str, Any]:
     """`adata.uns[key_added]`: only strings, numbers and arrays, so `write_h5ad` works."""
     kl = np.asarray(model.record["kl_per_dim"], dtype=float)
     best = result.report.get("best") or {}
+    covariates = model.attrs.get("covariates") or {}
     params = {"likelihood": model.likelihood, "beta": float(beta), "n_latent": model.n_latent,
               "layer": model.layer or "X", "batch_key": model.batch_key or "",
+              "categorical_covariate_keys": list(covariates.get("categorical") or {}),
+              "continuous_covariate_keys": list(covariates.get("continuous") or {}),
               "epochs": int(model.config["train"]["epochs"]),
               "best_epoch": int(result.best_epoch), "stopped": str(result.stopped)}
     return {
@@ -165,9 +194,11 @@ def encode(model: SingleCellModel, adata: Any = None, *, layer: str | None = Non
 
     Genes are matched by `var_names` (extra genes are ignored, missing ones are an error
     that lists them, repeated ones an error that names them); `adata.obs[model.batch_key]`
-    must hold batches the model knows. The values get the fit's checks: finite, and raw
-    counts for a count likelihood (an error naming the cell and gene, not a silent
-    encoding of log-normalised data). With `key_added`, also writes `adata.obsm[key_added]`.
+    must hold batches the model knows, and the covariate columns the model was fit
+    with values it can encode (known categories, finite numbers). The values get the
+    fit's checks: finite, and raw counts for a count likelihood (an error naming the
+    cell and gene, not a silent encoding of log-normalised data). With `key_added`, also
+    writes `adata.obsm[key_added]`.
     """
     adata = model.adata if adata is None else adata
     data = _model_data(model, adata, layer, "encode")
@@ -188,7 +219,9 @@ def _model_data(model: SingleCellModel, adata: Any, layer: str | None, what: str
     data, _ = to_domain_data(
         adata, layer=layer if layer is not None else model.layer, likelihood=model.likelihood,
         batch_key=model.batch_key, label_key=label_key, genes=model.var_names,
-        batches=model.batches or None, fitting=False)
+        batches=model.batches or None, fitting=False,
+        covariates=model.attrs.get("covariates"),
+        query_batches=model.attrs.get("query_batches") or ())
     if check:
         model.vae.check_input(data)
     return data
@@ -229,3 +262,6 @@ def evaluate(model: SingleCellModel, adata: Any = None, *, label_key: str | None
         latent = options.setdefault("singlecell_latent", {})
         latent.update({k: v for k, v in keys.items() if v is not None and k not in latent})
     return bv.evaluate(model.vae, data, names=names, options=options)
+
+
+from .programs import latent_genes, latent_genes_df  # noqa: E402
