@@ -71,7 +71,7 @@ _LAZY = {
     "atomic_write": "checkpoint", "write_json": "checkpoint", "write_text": "checkpoint",
     "write_array": "checkpoint", "read_json": "checkpoint", "save_weights": "checkpoint",
     "load_weights": "checkpoint", "prepare_run_dir": "checkpoint",
-    "new_output_dir": "checkpoint",
+    "new_output_dir": "checkpoint", "output_folder": "manifest",
     "CONFIG": "checkpoint", "WEIGHTS": "checkpoint", "HISTORY": "checkpoint",
     "REPORT": "checkpoint", "DOMAIN_RECORD": "checkpoint",
     "save_figure": "plots",
@@ -93,7 +93,8 @@ __all__ = [  # every name above, eager or lazy (a test checks they agree)
     "evaluate_run", "evaluate_terms", "fit", "generate", "get_host", "heldout_summary",
     "hookimpl", "information", "lazy", "lazy_exports", "load_data", "load_model", "load_run",
     "load_weights",
-    "minibatch", "new_output_dir", "parse_options", "plots", "plugin_infos", "prepare_run_dir",
+    "minibatch", "new_output_dir", "output_folder", "parse_options", "plots", "plugin_infos",
+    "prepare_run_dir",
     "prepare_samples", "read_json", "reconstruct", "registry", "requires", "reset_plugins",
     "resolve_device", "sample", "save_figure", "save_weights", "split_indices", "sweep",
     "write_array", "write_json", "write_text"

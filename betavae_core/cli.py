@@ -22,14 +22,22 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _friendly_errors(func):
-    """Print BetaVAEError as one line (exit 1) instead of a traceback."""
+    """Print BetaVAEError as one line (exit 1) instead of a traceback; so too an OSError
+    about permissions, a read-only file system or a full disk, naming the path."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from .locking import describe_os_error, writable_error
+
         try:
             return func(*args, **kwargs)
         except BetaVAEError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            if not writable_error(exc):
+                raise
+            where = kwargs.get("out_dir") or kwargs.get("run_dir") or "the output folder"
+            raise click.ClickException(str(describe_os_error(exc, where))) from exc
         except KeyboardInterrupt:
             click.echo("\ninterrupted; the last checkpoint is kept (resume with --resume).",
                        err=True)
@@ -363,12 +371,17 @@ def evaluate(run_dir: str, data: str | None, loader: str | None,
 @main.command(short_help="Fit one model per β; write the rate–distortion curve.")
 @_training_options
 @click.option("--betas", required=True, help="Comma-separated β values, e.g. 0.25,1,4,16.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Sweep folder to write (must be new or empty).")
+@click.option("--resume", is_flag=True, help="Finish the β values not yet done in --out "
+              "(finished ones are kept, an interrupted one continues).")
+@click.option("--overwrite", is_flag=True, help="Replace the sweep in --out.")
 @_friendly_errors
-def sweep(betas: str, out_dir: str, **kw: Any) -> None:
+def sweep(betas: str, out_dir: str, resume: bool, overwrite: bool, **kw: Any) -> None:
     """Fit one model per β and write the rate–distortion curve (rd.csv, rd.png).
 
-    Each fit goes to OUT/beta_<β>/; rerunning resumes an interrupted sweep.
+    Each fit goes to OUT/beta_<β>/. A non-empty OUT is refused unless --resume (finish
+    an interrupted sweep) or --overwrite.
     """
     from .errors import ConfigError
     from .sweeps import sweep as run_sweep
@@ -380,7 +393,8 @@ def sweep(betas: str, out_dir: str, **kw: Any) -> None:
     data, source = _load(kw)
     model_config, train_config, objective, from_domain = _configs(kw, data)
     _echo_from_domain(data, from_domain)
-    rows = run_sweep(data, beta_values, out_dir, model_config, train_config, objective, source)
+    rows = run_sweep(data, beta_values, out_dir, model_config, train_config, objective, source,
+                     resume=resume, overwrite=overwrite)
     click.echo(f"{'beta':>8} {'rate':>9} {'distortion':>11} {'active':>7} {'offdiag':>8}")
     for r in rows:
         click.echo(f"{r['beta']:>8g} {r['rate']:>9.3f} {r['distortion']:>11.3f} "

@@ -3,7 +3,7 @@
 torchrun sets WORLD_SIZE, RANK and the rendezvous variables; `setup()` then joins the
 process group (gloo on CPU, nccl on CUDA). Every rank sees the same data and takes
 its own share of each minibatch; gradients are averaged by DistributedDataParallel;
-only rank 0 writes files.
+only rank 0 writes files, and only rank 0 takes the run folder's lock.
 """
 
 from __future__ import annotations
@@ -51,6 +51,21 @@ def all_sum(values: torch.Tensor, world: World) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def agree(error: BaseException | None, world: World, device: torch.device) -> None:
+    """Re-raise `error` (rank 0's, preparing the run folder) on every rank, so no rank
+    goes on to wait at a collective for a rank that gave up (a single process: raise it)."""
+    if world.active:
+        flag = torch.tensor([0 if error is None else 1], device=device)
+        failed = int(all_sum(flag, world).item())
+        if error is None and failed:
+            from .errors import CheckpointError
+
+            raise CheckpointError("another process of this launch (rank 0) could not "
+                                  "prepare the run folder; its error says why.")
+    if error is not None:
+        raise error
 
 
 def teardown(world: World, synchronise: bool = True) -> None:

@@ -1,4 +1,9 @@
-"""Run every applicable evaluation (core and plugins) on a fitted run."""
+"""Run every applicable evaluation (core and plugins) on a fitted run.
+
+Writing into a run folder holds its lock, and the figures and report.json are committed
+together (the report last; see `manifest.py`): a killed evaluation leaves the run as it
+was, or with the whole new result.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from . import checkpoint as ckpt
 from . import plots
 from .context import RunContext
 from .data import DomainData
-from .errors import ConfigError, PluginError
+from .errors import CheckpointError, ConfigError, PluginError
+from .manifest import RunFolder
 from .model import BetaVAE
 from .plugins import call_plugin, registry
 from .registry import check_options
@@ -34,8 +40,8 @@ def evaluate(
     `model` is a fitted `BetaVAE` (then `data` is the data to evaluate on, and `train`
     optionally the data it was fit on) or a `RunContext`. `options` maps an evaluation's
     name to its keyword options. Figures are saved as `out_dir/plots/<evaluation>_<figure>
-    .png` when `out_dir` is given; the returned dict maps evaluation name -> metrics (and
-    `figures`: file names).
+    .png` when `out_dir` is given (all of them or none, under the folder's lock); the
+    returned dict maps evaluation name -> metrics (and `figures`: file names).
     """
     if isinstance(model, RunContext):
         run = model
@@ -45,6 +51,20 @@ def evaluate(
         run = RunContext(model=model, heldout=data, train_data=train, split="all")
     if out_dir is not None:
         run.out_dir = Path(out_dir)
+    if run.out_dir is None:
+        return _evaluate(run, names, options)
+    target = Path(run.out_dir)
+    with RunFolder(target, "evaluate") as folder, folder.transaction() as txn:
+        run.out_dir = txn.path
+        try:
+            return _evaluate(run, names, options)
+        finally:
+            run.out_dir = target
+
+
+def _evaluate(run: RunContext, names: list[str] | None,
+              options: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """Run the evaluations; figures go into `run.out_dir` (a staging folder) if set."""
     data = run.heldout
     run.model.check_input(data)  # the same checks as the fit: shape, finite, support
     run.model.eval()
@@ -102,27 +122,43 @@ def evaluate_run(
     """Evaluate a run on its held-out split (or on `data`), updating its report.json.
 
     The training section of report.json is kept; the `evaluation` section is replaced.
+    The run folder is locked meanwhile, and the figures and the report are committed
+    together, the report last. A figure would never replace a file of the user's.
     """
-    run = load_run(run_dir)
-    context = run.context(data)
-    if data is None:
-        described = {"split": "validation", **run.config.get("source", {})}
-    else:
-        described = {"split": "all", **(data_source or {})}
-    results = evaluate(context, names=names, out_dir=run.dir, options=options)
-    report_path = run.dir / ckpt.REPORT
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"{run_dir} is not a run directory (it does not exist).")
+    with RunFolder(run_dir, "evaluate") as folder:
+        run = load_run(run_dir)
+        context = run.context(data)
+        if data is None:
+            described = {"split": "validation", **run.config.get("source", {})}
+        else:
+            described = {"split": "all", **(data_source or {})}
+        # report.json is read, merged and written back: it may replace an edited one
+        with folder.transaction(last=[ckpt.REPORT], replace=[ckpt.REPORT]) as txn:
+            context.out_dir = txn.path
+            results = _evaluate(context, names, options)
+            context.out_dir = run.dir
+            section = {"data": described, "n_items": len(context.heldout), "results": results}
+            return _stage_report(run.dir, txn.path, section, only=bool(names))
+
+
+def _stage_report(run_dir: Path, staged: Path, section: dict[str, Any],
+                  only: bool) -> dict[str, Any]:
+    """Stage the history figure and report.json with its new `evaluation` section (with
+    `only`, the other evaluations' results of the same data are kept)."""
+    report_path = run_dir / ckpt.REPORT
     report = ckpt.read_json(report_path) if report_path.exists() else {}
-    history = _read_history(run.dir)
+    history = _read_history(run_dir)
     if history:
         figure = plots.training_history(history, kept_epoch=report.get("best_epoch"))
-        plots.save_figure(figure, run.dir / PLOTS_DIR / "history.png")
+        plots.save_figure(figure, staged / PLOTS_DIR / "history.png")
     previous = report.get("evaluation", {})
-    if names and previous.get("data") == described:  # --only: keep the other results
-        results = {**previous.get("results", {}), **results}
-    report["evaluation"] = {"data": described, "n_items": len(context.heldout),
-                            "results": results}
-    ckpt.write_json(report_path, report)
-    return report["evaluation"]
+    if only and previous.get("data") == section["data"]:
+        section["results"] = {**previous.get("results", {}), **section["results"]}
+    report["evaluation"] = section
+    ckpt.write_json(staged / ckpt.REPORT, report)
+    return section
 
 
 def _read_history(run_dir: Path) -> list[dict[str, float]]:

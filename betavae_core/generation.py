@@ -1,5 +1,11 @@
 """Sample the prior, decode (unless the generator does), and hand the run to the
-domain's generator plugin."""
+domain's generator plugin.
+
+The generator writes into a staging folder inside the (new) output folder, which is
+locked meanwhile; when it returns, its files are moved into place together and recorded
+in the folder's manifest. A killed or failed generation leaves no result at all, never
+part of one (see `manifest.py`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,10 @@ from typing import Any
 
 import torch
 
-from .checkpoint import new_output_dir
+from .checkpoint import check_new_output
 from .context import RunContext
 from .errors import ConfigError, PluginError
+from .manifest import RunFolder
 from .model import BetaVAE
 from .plugins import call_plugin, registry
 from .posterior import decode
@@ -77,7 +84,8 @@ def generate(
     options: dict[str, Any] | None = None,
 ) -> CandidateReport:
     """Prepare samples as the generator asks, and pass them with the run to the generator
-    plugin, which writes into the new folder `out_dir`.
+    plugin, which writes into the new folder `out_dir` (all of its files appear there
+    together when it returns; none if it fails or is killed).
 
     `model` is a fitted `BetaVAE` or a `RunContext` (as `Run.context()` gives: then the
     generator also sees the training data). `generator` defaults to the domain's own.
@@ -92,10 +100,28 @@ def generate(
     options = dict(options or {})
     check_options(record, options, "generator")
     run.seed = seed
+    out = Path(out_dir)
+    check_new_output(out)  # before the samples are drawn, and before anything is written
     samples = prepare_samples(record.samples, run, n, covariates, context)
-    run.out_dir = new_output_dir(out_dir)
-    report = call_plugin(record, "generator", record.generate, run, samples, **options)
-    if not isinstance(report, CandidateReport):
-        raise PluginError(f"plugin {record.plugin!r}: generator {name!r} returned "
-                          f"{type(report).__name__}, not CandidateReport.", plugin=record.plugin)
+    with RunFolder(out, "generate") as folder:
+        if folder.visible():
+            check_new_output(out)
+        with folder.transaction() as txn:
+            run.out_dir = txn.path
+            report = call_plugin(record, "generator", record.generate, run, samples, **options)
+            if not isinstance(report, CandidateReport):
+                raise PluginError(f"plugin {record.plugin!r}: generator {name!r} returned "
+                                  f"{type(report).__name__}, not CandidateReport.",
+                                  plugin=record.plugin)
+    run.out_dir = out
+    report.files = [_moved(f, txn.path, out) for f in report.files]
     return report
+
+
+def _moved(name: Any, staged: Path, out: Path) -> Any:
+    """A file name a generator reported, as it reads once its files are in `out`."""
+    text, prefix = str(name), str(staged)
+    if text == prefix or text.startswith(prefix + "/"):
+        moved = str(out) + text[len(prefix):]
+        return Path(moved) if isinstance(name, Path) else moved
+    return name

@@ -1,4 +1,10 @@
-"""A β sweep: one fit per β and the rate–distortion curve they trace."""
+"""A β sweep: one fit per β and the rate–distortion curve they trace.
+
+A sweep follows train's rules for its folder: a non-empty one is refused unless
+`resume` (finish the β values not yet done, keep the finished ones) or `overwrite`
+(delete what betavae wrote there; refused if anything else is there). The folder is
+locked meanwhile, and rd.png and rd.csv are committed together, rd.csv last.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ from typing import Any
 from . import checkpoint as ckpt
 from . import plots
 from .data import DomainData
-from .errors import ConfigError
+from .errors import ConfigError, OutputExistsError
+from .manifest import RunFolder
 from .model import ModelConfig
 from .objective import Objective
 from .posterior import heldout_summary
@@ -20,6 +27,9 @@ from .trainer import TrainConfig, check_same_fit, fit, fit_description
 
 RD_COLUMNS = ["beta", "rate", "distortion", "elbo", "active_units", "offdiag_mass",
               "total_correlation", "run"]
+
+
+CURVE_FILES = ("rd.png", "rd.csv")  # the sweep's result, rd.csv (the report) last
 
 
 def run_name(beta: float) -> str:
@@ -34,11 +44,15 @@ def sweep(
     train: TrainConfig | None = None,
     objective: Objective | None = None,
     source: dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Fit one model per β into `out_dir/beta_<β>/`; write `rd.csv` and `rd.png`.
 
-    A β whose run already finished (its report.json exists) is read back, not refit, so
-    an interrupted sweep resumes where it stopped. Rate and distortion are held-out.
+    A folder that is not empty is refused unless `resume` (a β whose run finished, i.e.
+    has its report.json, is read back, not refit; an interrupted one continues from its
+    checkpoint) or `overwrite`. Rate and distortion are held-out.
     """
     if not betas:
         raise ConfigError("give at least one β.")
@@ -48,11 +62,52 @@ def sweep(
     names = [run_name(b) for b in betas]
     if len(set(names)) != len(names):
         raise ConfigError(f"β values {betas} are too close to name one run each.")
+    if resume and overwrite:
+        raise ConfigError("choose either resume or overwrite, not both.")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a directory.")
     objective = objective or Objective()
     model_config = model_config or ModelConfig.for_data(data)
     train = train or TrainConfig()
+    with RunFolder(out, "sweep") as folder:
+        contents = folder.visible()
+        if contents and not (resume or overwrite):
+            raise OutputExistsError(
+                f"sweep folder {out} is not empty ({', '.join(contents[:5])}"
+                f"{', ...' if len(contents) > 5 else ''}). Pass --resume to finish the β "
+                f"values not yet done (finished ones are kept), --overwrite to replace the "
+                f"sweep, or choose a new --out.")
+        if overwrite and contents:
+            folder.clear_owned()
+        _check_curve_files(folder)
+        folder.created = False
+        rows = _fit_all(data, betas, out, model_config, train, objective, source)
+        with folder.transaction(last=["rd.csv"]) as txn:
+            fig = plots.rate_distortion([r["beta"] for r in rows], [r["rate"] for r in rows],
+                                        [r["distortion"] for r in rows])
+            plots.save_figure(fig, txn.path / "rd.png")
+            _write_csv(txn.path / "rd.csv", rows)
+    return rows
+
+
+def _check_curve_files(folder: RunFolder) -> None:
+    """Refuse before fitting anything if rd.csv or rd.png are not betavae's to replace."""
+    foreign = [name for name in CURVE_FILES
+               if (folder.path / name).exists() or (folder.path / name).is_symlink()
+               if not folder.owned(name)]
+    if foreign:
+        raise OutputExistsError(
+            f"not writing into {folder.path}: {', '.join(foreign)} there was not written by "
+            f"betavae (or changed since), so it is kept. Move it away, or choose another "
+            f"--out.")
+
+
+def _fit_all(data: DomainData, betas: list[float], out: Path, model_config: ModelConfig,
+             train: TrainConfig, objective: Objective, source: dict[str, Any] | None
+             ) -> list[dict[str, Any]]:
+    """One row of the curve per β: a finished run read back, the others fit (an
+    interrupted one resumed)."""
     rows = []
     for beta in betas:
         run_dir = out / run_name(beta)
@@ -70,10 +125,6 @@ def sweep(
             model, heldout = result.model, data.subset(result.val_indices) if len(
                 result.val_indices) else data
         rows.append(_rd_row(beta, model, heldout, run_dir.name))
-    _write_csv(out / "rd.csv", rows)
-    fig = plots.rate_distortion([r["beta"] for r in rows], [r["rate"] for r in rows],
-                                [r["distortion"] for r in rows])
-    plots.save_figure(fig, out / "rd.png")
     return rows
 
 

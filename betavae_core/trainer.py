@@ -4,10 +4,12 @@ checkpoints and exact resume, CUDA when present, and data-parallel processes."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
-import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,6 +23,7 @@ from . import checkpoint as ckpt
 from . import distributed
 from .data import DomainData
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
+from .manifest import RunFolder
 from .model import BetaVAE, ModelConfig
 from .objective import Objective
 from .posterior import Terms, evaluate_terms
@@ -72,6 +75,9 @@ class TrainConfig:
             raise ConfigError(f"checkpoint_every must be >= 1; got {self.checkpoint_every}.")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be > 0 (or None); got {self.grad_clip}.")
+        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
+            raise ConfigError(f"threads must be a whole number >= 1 (--threads N), or left "
+                              f"unset for torch's default; got {self.threads}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,8 +165,10 @@ def fit(
     the data came from (dataset name or file and loader), so `betavae evaluate` and
     `betavae generate` can find it again. `domain_record` is a plugin's own JSON about
     the fit (or a function of the `FitResult` that returns it), written as domain.json
-    after the fit. With `resume=True` the fit continues from
-    `out_dir/checkpoint` exactly where it stopped.
+    after the fit. With `resume=True` the fit continues from the checkpoint unit in
+    `out_dir/checkpoint` exactly where it stopped, once the unit is checked (hashes,
+    epochs, the run's id and settings). The run folder is locked while the fit writes
+    it, and each epoch's files are committed together (see `manifest.py`).
     """
     from .settings import fill_from_domain
 
@@ -170,6 +178,8 @@ def fit(
     if len(data) < 2:
         raise DataError(f"need at least 2 items to fit; got {len(data)}.")
     model_config.check_data(data)
+    if resume and out_dir is None:
+        raise ConfigError("resume needs the run directory (out_dir) to resume from.")
     if train.threads:
         torch.set_num_threads(train.threads)
     device = resolve_device(train.device)
@@ -186,44 +196,48 @@ def fit(
     if isinstance(data.x, RowSource) and math.prod(data.x.shape) * 4 > LARGE_DENSE_BYTES:
         steady_memory()  # data kept sparse because it is large: keep the loop's RSS flat
     model.check_input(data)
-    run = _Run(out_dir, world.is_main)
-    state = None
-    if run.dir is not None and world.is_main:
-        ckpt.prepare_run_dir(run.dir, resume=resume, overwrite=overwrite)
-    if resume:
-        if run.dir is None:
-            raise ConfigError("resume needs the run directory (out_dir) to resume from.")
-        check_same_fit(run.dir, config_doc)
-        # Interrupted before its first checkpoint: nothing to restore, start afresh.
-        has_state = (run.dir / ckpt.TRAINER_STATE).exists()
-        state = ckpt.load_state(run.dir / ckpt.TRAINER_STATE) if has_state else None
-    if run.writes:
-        ckpt.write_json(run.dir / ckpt.CONFIG, config_doc)  # on resume: the new epochs etc.
-    model.to(device)
-    optimiser = _adam([p for p in model.parameters() if p.requires_grad], train.lr)
-    train_idx, val_idx = split_indices(len(data), train.val_fraction, train.seed)
-    loop = _Loop(model, optimiser, objective, train, data, train_idx, val_idx, world, run)
-    if state is not None:
-        loop.restore(state, run.dir)
-    finished = False
+    files = _RunFiles(out_dir, world, device)
     try:
+        loop = _train(files, model, objective, train, data, config_doc, world, device,
+                      resume=resume, overwrite=overwrite)
+        model.load_state_dict(loop.best_state)
+        model.eval()
+        report = loop.final_report()
+        result = FitResult(model, loop.history, files.dir, loop.stopped, loop.best_epoch,
+                           loop.val_idx, loop.train_idx_np, report, config_doc)
+        if files.writes:
+            record = domain_record(result) if callable(domain_record) else domain_record
+            files.finish(report, record)
+    finally:
+        files.close()
+    return result
+
+
+def _train(files: _RunFiles, model: BetaVAE, objective: Objective, train: TrainConfig,
+           data: DomainData, config_doc: dict[str, Any], world: distributed.World,
+           device: torch.device, *, resume: bool, overwrite: bool) -> _Loop:
+    """Open the run folder, restore the checkpoint when resuming, and run the epochs;
+    the process group is left on the way out, whatever happens."""
+    finished = False
+    loop = None
+    try:
+        unit = files.open(config_doc, resume=resume, overwrite=overwrite)
+        model.to(device)
+        optimiser = _adam([p for p in model.parameters() if p.requires_grad], train.lr)
+        train_idx, val_idx = split_indices(len(data), train.val_fraction, train.seed)
+        loop = _Loop(model, optimiser, objective, train, data, train_idx, val_idx, world,
+                     files)
+        if unit is not None:
+            loop.restore(unit)  # before anything is written: a unit that does not fit fails
+        files.begin(config_doc, unit, model.latent_dim)
         with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
             loop.run()
         finished = True
     finally:
-        loop.forward = model  # drop the DDP wrapper: it holds the process group alive
+        if loop is not None:
+            loop.forward = model  # drop the DDP wrapper: it holds the process group alive
         distributed.teardown(world, synchronise=finished)
-    model.load_state_dict(loop.best_state)
-    model.eval()
-    report = loop.final_report()
-    result = FitResult(model, loop.history, run.dir, loop.stopped, loop.best_epoch,
-                       val_idx, train_idx, report, config_doc)
-    if run.dir is not None and world.is_main:
-        ckpt.write_json(run.dir / ckpt.REPORT, report)
-        if domain_record is not None:
-            record = domain_record(result) if callable(domain_record) else domain_record
-            ckpt.write_json(run.dir / ckpt.DOMAIN_RECORD, record)
-    return result
+    return loop
 
 
 def _adam(params: list[torch.nn.Parameter], lr: float):
@@ -291,17 +305,120 @@ def check_same_fit(run_dir: Path, config_doc: dict[str, Any]) -> None:
         )
 
 
-class _Run:
-    """Where (and whether) this process writes run files."""
+def fit_fingerprint(config_doc: dict[str, Any]) -> str:
+    """A hash of what makes a fit this fit (what `check_same_fit` compares): a checkpoint
+    unit records it, so a unit is never continued under another run's settings."""
+    train = {k: v for k, v in config_doc["train"].items() if k not in RESUMABLE_CHANGES}
+    data = {k: config_doc["data"].get(k) for k in ("domain", "n_items", "event_shape",
+                                                   "likelihood")}
+    doc = {"model": config_doc["model"], "objective": config_doc["objective"],
+           "train": train, "data": data, "source": config_doc.get("source", {})}
+    text = json.dumps(ckpt._normalise(doc), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    def __init__(self, out_dir: str | Path | None, is_main: bool) -> None:
+
+class _RunFiles:
+    """The run folder of a fit: whether this process writes it (rank 0 only), its lock
+    (held from the first write to the last), and every write the fit makes into it."""
+
+    def __init__(self, out_dir: str | Path | None, world: distributed.World,
+                 device: torch.device) -> None:
         self.dir = Path(out_dir) if out_dir is not None else None
-        self.writes = self.dir is not None and is_main
+        self.writes = self.dir is not None and world.is_main
+        self.world, self.device = world, device
+        self.folder: RunFolder | None = None
+        self.run_id: str | None = None
+        self.fingerprint = ""
+
+    def open(self, config_doc: dict[str, Any], *, resume: bool, overwrite: bool
+             ) -> ckpt.CheckpointUnit | None:
+        """Lock and prepare the folder (rank 0), then read and check the checkpoint unit
+        when resuming. Every process raises if rank 0 could not prepare the folder."""
+        error = None
+        if self.writes:
+            try:
+                self.folder = ckpt.open_run_dir(self.dir, resume=resume, overwrite=overwrite,
+                                                purpose="train")
+            except BaseException as exc:
+                error = exc
+        distributed.agree(error, self.world, self.device)
+        self.fingerprint = fit_fingerprint(config_doc)
+        unit = None
+        if resume and self.dir is not None:
+            check_same_fit(self.dir, config_doc)
+            self.run_id = ckpt.run_id_of(self.dir)
+            unit = ckpt.read_checkpoint(self.dir)
+            if unit is not None and unit.state.get("fit", self.fingerprint) != self.fingerprint:
+                raise CheckpointError(
+                    f"the checkpoint in {unit.path} was written by a fit with other settings "
+                    f"than {self.dir / ckpt.CONFIG} records; resuming would mix two fits. "
+                    f"Restore the run's own files, or start afresh with --overwrite.")
+        self.run_id = self.run_id or uuid.uuid4().hex
+        if self.folder is not None:  # recorded with the folder's next commit
+            self.folder.manifest.extra["run_id"] = self.run_id
+        return unit
+
+    def begin(self, config_doc: dict[str, Any], unit: ckpt.CheckpointUnit | None,
+              latent_dim: int) -> None:
+        """config.json (on resume: the new epochs etc.); on resume also the files derived
+        from the checkpoint unit, which a kill may have left one epoch ahead of it."""
+        if not self.writes:
+            return
+        with self.folder.transaction(last=[ckpt.CONFIG]) as txn:
+            if unit is not None:
+                txn.write_bytes(ckpt.WEIGHTS, ckpt.tensors_bytes(unit.best))
+                txn.write_bytes(ckpt.HISTORY, history_csv(unit.state["history"], latent_dim))
+            txn.write_bytes(ckpt.CONFIG, ckpt.json_text(config_doc).encode())
+
+    def save(self, loop: _Loop, checkpoint: bool, kept: bool) -> None:
+        """One epoch's files, committed together: the checkpoint unit (then its pointer,
+        then history.csv) when `checkpoint`, and model.safetensors when `kept`."""
+        if not self.writes or not (checkpoint or kept):
+            return
+        last = ckpt.tensors_bytes(loop.model.state_dict())
+        names = [ckpt.POINTER, ckpt.HISTORY, ckpt.WEIGHTS]
+        with self.folder.transaction(last=names) as txn:
+            if checkpoint:
+                best = last if kept else ckpt.tensors_bytes(loop.best_state)
+                ckpt.stage_unit(txn, loop.epoch, last, best, loop.trainer_state(self))
+                txn.write_bytes(ckpt.HISTORY, history_csv(loop.history, loop.model.latent_dim))
+                unit = ckpt.unit_dir(loop.epoch) + "/"
+                for rel in self.folder.manifest.files:  # older units, a legacy checkpoint
+                    if rel.startswith(ckpt.CHECKPOINT_DIR + "/") and rel != ckpt.POINTER \
+                            and not rel.startswith(unit):
+                        txn.remove(rel)
+            if kept:
+                txn.write_bytes(ckpt.WEIGHTS, last)
+
+    def finish(self, report: dict[str, Any], record: dict[str, Any] | None) -> None:
+        """The plugin's domain record and report.json, the report last."""
+        with self.folder.transaction(last=[ckpt.REPORT]) as txn:
+            if record is not None:
+                txn.write_bytes(ckpt.DOMAIN_RECORD, ckpt.json_text(record).encode())
+            txn.write_bytes(ckpt.REPORT, ckpt.json_text(report).encode())
+
+    def close(self) -> None:
+        if self.folder is not None:
+            self.folder.close()
+            self.folder = None
 
 
 HISTORY_FIELDS = ["epoch", "beta", "capacity", "lr", "train_rate", "train_distortion",
                   "train_elbo", "val_rate", "val_distortion", "val_elbo", "val_objective",
                   "seconds"]
+
+
+def history_csv(history: list[dict[str, Any]], latent_dim: int) -> bytes:
+    """history.csv: one row per epoch, with the validation KL of each latent dimension."""
+    buf = io.StringIO()
+    names = HISTORY_FIELDS + [f"kl_dim_{j}" for j in range(latent_dim)]
+    writer = csv.DictWriter(buf, fieldnames=names)
+    writer.writeheader()
+    for row in history:
+        flat = {k: row.get(k) for k in HISTORY_FIELDS}
+        flat.update({f"kl_dim_{j}": v for j, v in enumerate(row["val_kl_per_dim"])})
+        writer.writerow(flat)
+    return buf.getvalue().encode("utf-8")
 
 
 class _Loop:
@@ -311,6 +428,8 @@ class _Loop:
         self.model, self.optimiser, self.objective = model, optimiser, objective
         self.train, self.data, self.world, self.run_files = train, data, world, run
         self.train_idx = torch.as_tensor(train_idx, dtype=torch.long)
+        self.train_idx_np, self.val_idx = train_idx, val_idx
+        self.rng: dict[str, Any] | None = None
         self.val_data = data.subset(val_idx) if len(val_idx) else None
         self.device = model.device
         self.forward = model
@@ -328,57 +447,44 @@ class _Loop:
         self.stopped = "not started"
 
     # --- resume -----------------------------------------------------------------
-    def restore(self, state: dict[str, Any], run_dir: Path) -> None:
-        self.model.load_state_dict(ckpt.load_weights(run_dir / ckpt.LAST_WEIGHTS))
-        self.optimiser.load_state_dict(state["optimiser"])
-        self.epoch = int(state["epoch"])
+    def restore(self, unit: ckpt.CheckpointUnit) -> None:
+        """Continue from a checked checkpoint unit: weights, optimiser, counters, RNG."""
+        state = unit.state
+        try:
+            self.model.load_state_dict(unit.last)
+            self.optimiser.load_state_dict(state["optimiser"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"the checkpoint in {unit.path} does not fit the model that config.json "
+                f"describes ({ckpt._first_line(exc)}); it belongs to another run. Restore "
+                f"the run's own checkpoint/ folder, or start afresh with --overwrite."
+            ) from None
+        self.epoch = unit.epoch
         self.history = list(state["history"])
         # Runs from before the settled objective ranked epochs by the ELBO (beta = 1).
         self.best_score = float(state.get("best_score", -state.get("best_elbo", -math.inf)))
         self.best_epoch = int(state["best_epoch"])
         self.bad_epochs = int(state["bad_epochs"])
         # The best weights as of this checkpoint (model.safetensors may be newer than it).
-        self.best_state = ckpt.load_weights(run_dir / ckpt.BEST_WEIGHTS)
+        self.best_state = unit.best
+        self.rng = state.get("rng")
 
-    def _save_checkpoint(self) -> None:
-        if not self.run_files.writes:
-            return
-        d = self.run_files.dir
-        ckpt.save_weights(self.model, d / ckpt.LAST_WEIGHTS)
-        ckpt.save_tensors(self.best_state, d / ckpt.BEST_WEIGHTS)
-        ckpt.save_state(
-            {
-                "optimiser": self.optimiser.state_dict(),
-                "epoch": self.epoch,
-                "history": self.history,
-                "best_score": self.best_score,
-                "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs,
-            },
-            d / ckpt.TRAINER_STATE,
-        )
-        self._write_history()
-
-    def _save_best(self, copy_last: bool) -> None:
-        """Write the best weights; reuse the checkpoint's file when it holds the same ones."""
-        d = self.run_files.dir
-        if copy_last:
-            ckpt.atomic_write(d / ckpt.WEIGHTS,
-                              lambda p: shutil.copyfile(d / ckpt.LAST_WEIGHTS, p))
-        else:
-            ckpt.save_weights(self.model, d / ckpt.WEIGHTS)
-
-    def _write_history(self) -> None:
-        buf = io.StringIO()
-        d = self.model.latent_dim
-        names = HISTORY_FIELDS + [f"kl_dim_{j}" for j in range(d)]
-        writer = csv.DictWriter(buf, fieldnames=names)
-        writer.writeheader()
-        for row in self.history:
-            flat = {k: row.get(k) for k in HISTORY_FIELDS}
-            flat.update({f"kl_dim_{j}": v for j, v in enumerate(row["val_kl_per_dim"])})
-            writer.writerow(flat)
-        ckpt.write_text(self.run_files.dir / ckpt.HISTORY, buf.getvalue())
+    def trainer_state(self, files: _RunFiles) -> dict[str, Any]:
+        """What a checkpoint unit holds besides the weights."""
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "optimiser": self.optimiser.state_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "rng": rng,
+            "run_id": files.run_id,
+            "fit": files.fingerprint,
+        }
 
     # --- training ---------------------------------------------------------------
     def run(self) -> None:
@@ -389,6 +495,7 @@ class _Loop:
             return
         if self.epoch >= train.epochs:
             return
+        self._restore_rng()
         bar = tqdm(range(self.epoch, train.epochs), desc="betavae fit", unit="epoch",
                    initial=self.epoch, total=train.epochs,
                    disable=not (train.progress and self.world.is_main), leave=False)
@@ -414,14 +521,20 @@ class _Loop:
             kept = self._rank_epoch(score, last)
             stop = train.patience is not None and self.bad_epochs >= train.patience
             checkpoint = self.epoch % train.checkpoint_every == 0 or last or stop
-            if checkpoint:
-                self._save_checkpoint()
-            if kept and self.run_files.writes:
-                self._save_best(copy_last=checkpoint)
+            self.run_files.save(self, checkpoint, kept)
             if stop:
                 self.stopped = self._early_stop_message()
                 break
         bar.close()
+
+    def _restore_rng(self) -> None:
+        """The RNG states of the checkpoint (each epoch reseeds from the seed as well, so
+        a resumed fit draws what the uninterrupted one drew either way)."""
+        if not self.rng:
+            return
+        torch.set_rng_state(self.rng["torch"])
+        if "cuda" in self.rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(self.rng["cuda"], self.device)
 
     def _rank_epoch(self, score: float, last: bool) -> bool:
         """Count the epoch for patience and the best score once the schedule has settled

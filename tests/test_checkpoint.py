@@ -211,6 +211,7 @@ def test_prepare_non_empty_dir_refused_and_untouched(tmp_path: Path) -> None:
 
 
 def _fake_run(d: Path) -> None:
+    """Files with the names betavae uses, written by someone else (no manifest)."""
     d.mkdir(parents=True, exist_ok=True)
     for name in (ckpt.CONFIG, ckpt.WEIGHTS, ckpt.HISTORY, ckpt.REPORT):
         (d / name).write_text(name)
@@ -228,20 +229,37 @@ def test_prepare_resume_keeps_files(tmp_path: Path) -> None:
     assert (tmp_path / ckpt.CONFIG).read_text() == ckpt.CONFIG
 
 
-def test_prepare_overwrite_removes_only_run_files(tmp_path: Path) -> None:
-    _fake_run(tmp_path)
-    ckpt.prepare_run_dir(tmp_path, overwrite=True)
-    assert tmp_path.is_dir() and _listing(tmp_path) == []
+def test_prepare_overwrite_removes_only_run_files(tiny_run: Path) -> None:
+    ckpt.prepare_run_dir(tiny_run, overwrite=True)
+    assert tiny_run.is_dir() and _listing(tiny_run) == []
 
 
-def test_prepare_overwrite_refuses_foreign_files_and_deletes_nothing(tmp_path: Path) -> None:
+def test_prepare_overwrite_keeps_files_that_only_share_betavaes_names(tmp_path: Path) -> None:
+    """Ownership is by the manifest, not by name: files named config.json, history.csv
+    or plots/rd.png that betavae did not write are the user's (issue 13, Found 2)."""
     _fake_run(tmp_path)
     (tmp_path / "thesis.tex").write_text("precious")
-    before = _listing(tmp_path)
-    with pytest.raises(OutputExistsError, match="thesis.tex"):
+    before = {p: (tmp_path / p).read_bytes() for p in _listing(tmp_path)
+              if (tmp_path / p).is_file()}
+    with pytest.raises(OutputExistsError) as info:
         ckpt.prepare_run_dir(tmp_path, overwrite=True)
-    assert _listing(tmp_path) == before
-    assert (tmp_path / "thesis.tex").read_text() == "precious"
+    for name in ("config.json", "history.csv", "plots/rd.png", "thesis.tex"):
+        assert name in str(info.value)
+    assert "nothing was deleted" in str(info.value)
+    assert {p: (tmp_path / p).read_bytes() for p in before} == before
+
+
+def test_prepare_overwrite_refuses_foreign_and_edited_files_and_deletes_nothing(
+        tiny_run: Path) -> None:
+    (tiny_run / "thesis.tex").write_text("precious")
+    (tiny_run / ckpt.HISTORY).write_text("my own notes\n")  # edited after the fit
+    before = {p: (tiny_run / p).read_bytes() for p in _listing(tiny_run)
+              if (tiny_run / p).is_file()}
+    with pytest.raises(OutputExistsError) as info:
+        ckpt.prepare_run_dir(tiny_run, overwrite=True)
+    assert "thesis.tex (not written by betavae)" in str(info.value)
+    assert "history.csv (changed since betavae wrote it)" in str(info.value)
+    assert {p: (tiny_run / p).read_bytes() for p in before} == before
 
 
 def test_prepare_rejects_resume_with_overwrite_and_files(tmp_path: Path) -> None:

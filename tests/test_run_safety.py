@@ -81,4 +81,4 @@ def test_sweep_refuses_to_reuse_runs_of_other_settings_and_dedupes_betas(tmp_pat
     other = ModelConfig.for_data(data, latent_dim=3, architecture_options={"hidden": [16]})
     with pytest.raises(CheckpointError, match="latent_dim"):
         sweep(data, [1.0], tmp_path / "sw", other, TrainConfig(epochs=1, progress=False),
-              source=SOURCE)
+              source=SOURCE, resume=True)

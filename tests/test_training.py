@@ -70,13 +70,32 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
     assert not different, f"weights differ in {different}"
 
 
+def _unit(run: Path) -> ckpt.CheckpointUnit:
+    """The run's checkpoint unit, checked (pointer, hashes, epochs, run id)."""
+    unit = ckpt.read_checkpoint(run)
+    assert unit is not None and not unit.legacy
+    return unit
+
+
+def _last_weights(run: Path) -> dict[str, torch.Tensor]:
+    return _unit(run).last
+
+
+def _checkpoint_bytes(run: Path) -> dict[str, bytes]:
+    root = run / ckpt.CHECKPOINT_DIR
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
 def _assert_same_run(a: Path, b: Path) -> None:
     _assert_same_weights(_weights(a / ckpt.WEIGHTS), _weights(b / ckpt.WEIGHTS))
-    _assert_same_weights(_weights(a / ckpt.LAST_WEIGHTS), _weights(b / ckpt.LAST_WEIGHTS))
-    state_a, state_b = ckpt.load_state(a / ckpt.TRAINER_STATE), ckpt.load_state(
-        b / ckpt.TRAINER_STATE)
-    assert _history(state_a["history"]) == _history(state_b["history"])
-    assert state_a["best_epoch"] == state_b["best_epoch"]
+    unit_a, unit_b = _unit(a), _unit(b)
+    assert unit_a.epoch == unit_b.epoch
+    _assert_same_weights(unit_a.last, unit_b.last)
+    _assert_same_weights(unit_a.best, unit_b.best)
+    assert _history(unit_a.state["history"]) == _history(unit_b.state["history"])
+    assert unit_a.state["best_epoch"] == unit_b.state["best_epoch"]
+    assert (a / ckpt.HISTORY).read_text().count("\n") == (b / ckpt.HISTORY).read_text().count(
+        "\n")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +126,7 @@ def test_resume_continues_exactly(data, reference_run, tmp_path) -> None:
     out = tmp_path / "b"
     first = fit(data, _mc(data), _tc(3), out_dir=out)
     assert len(first.history) == 3
-    assert ckpt.load_state(out / ckpt.TRAINER_STATE)["epoch"] == 3
+    assert _unit(out).epoch == 3
     resumed = fit(data, _mc(data), _tc(6), out_dir=out, resume=True)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4, 5, 6]
     assert _history(resumed.history) == _history(ref_history)
@@ -131,8 +150,7 @@ def test_resume_after_crash_mid_epoch_matches_uninterrupted(
         m.setattr(Objective, "loss", crashing_loss)
         with pytest.raises(KeyboardInterrupt):
             fit(data, _mc(data), _tc(6), out_dir=out)
-    state = ckpt.load_state(out / ckpt.TRAINER_STATE)
-    assert state["epoch"] == 3
+    assert _unit(out).epoch == 3
     resumed = fit(data, _mc(data), _tc(6), out_dir=out, resume=True)
     assert _history(resumed.history) == _history(ref_history)
     _assert_same_run(ref_dir, out)
@@ -141,7 +159,7 @@ def test_resume_after_crash_mid_epoch_matches_uninterrupted(
 def test_resume_with_changed_model_or_objective_is_refused(data, tmp_path) -> None:
     out = tmp_path / "run"
     fit(data, _mc(data), _tc(2), out_dir=out)
-    before = (out / ckpt.TRAINER_STATE).read_bytes()
+    before = _checkpoint_bytes(out)
     with pytest.raises(CheckpointError) as info:
         fit(data, _mc(data, latent_dim=5), _tc(4), Objective(beta=4.0), out_dir=out,
             resume=True)
@@ -150,11 +168,11 @@ def test_resume_with_changed_model_or_objective_is_refused(data, tmp_path) -> No
     assert "objective.beta: 1.0 -> 4.0" in message
     with pytest.raises(CheckpointError, match="train.lr"):
         fit(data, _mc(data), _tc(4, lr=1e-2), out_dir=out, resume=True)
-    assert (out / ckpt.TRAINER_STATE).read_bytes() == before
+    assert _checkpoint_bytes(out) == before
     # more epochs than first planned is a legitimate resume
     more = fit(data, _mc(data), _tc(3), out_dir=out, resume=True)
     assert [r["epoch"] for r in more.history] == [1, 2, 3]
-    assert ckpt.load_state(out / ckpt.TRAINER_STATE)["epoch"] == 3
+    assert _unit(out).epoch == 3
 
 
 def test_resume_needs_an_existing_run(data, tmp_path) -> None:
@@ -183,10 +201,11 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resumes(
     message = str(info.value)
     assert "epoch 3" in message
     assert "epoch 2" in message and str(out) in message
-    state = ckpt.load_state(out / ckpt.TRAINER_STATE)
-    assert state["epoch"] == 2 and len(state["history"]) == 2
+    unit = _unit(out)
+    state = unit.state
+    assert unit.epoch == 2 and len(state["history"]) == 2
     assert math.isfinite(state["history"][-1]["val_elbo"])
-    last = load_run(out, weights=ckpt.LAST_WEIGHTS)  # loads cleanly
+    last = load_run(out, weights=f"{ckpt.unit_dir(2)}/{ckpt.UNIT_LAST}")  # loads cleanly
     assert all(torch.isfinite(v).all() for v in last.model.state_dict().values())
     resumed = fit(data, _mc(data), _tc(6), out_dir=out, resume=True)
     assert _history(resumed.history) == _history(ref_history)
@@ -220,10 +239,10 @@ def test_early_stopping_keeps_the_best_not_the_last_weights(tmp_path) -> None:
     assert result.history[1]["val_elbo"] < result.history[0]["val_elbo"]
     assert result.best_epoch == 1
     assert result.stopped.startswith("early stop")
-    best, last = _weights(out / ckpt.WEIGHTS), _weights(out / ckpt.LAST_WEIGHTS)
+    best, last = _weights(out / ckpt.WEIGHTS), _last_weights(out)
     assert any(not torch.equal(best[k], last[k]) for k in best)
     one_epoch = fit(data, mc, _tc(1, patience=1, lr=1e-2), out_dir=tmp_path / "one")
-    _assert_same_weights(best, _weights(tmp_path / "one" / ckpt.LAST_WEIGHTS))
+    _assert_same_weights(best, _last_weights(tmp_path / "one"))
     _assert_same_weights(result.model.state_dict(), best)
     assert one_epoch.best_epoch == 1
     report = json.loads((out / ckpt.REPORT).read_text())
@@ -271,8 +290,8 @@ def test_keep_last_returns_the_last_epoch_even_when_validation_worsens(tmp_path)
     elbos = [r["val_elbo"] for r in result.history]
     assert elbos[2] < elbos[0]  # the best would have been epoch 1
     assert result.best_epoch == 3
-    _assert_same_weights(_weights(out / ckpt.WEIGHTS), _weights(out / ckpt.LAST_WEIGHTS))
-    _assert_same_weights(result.model.state_dict(), _weights(out / ckpt.LAST_WEIGHTS))
+    _assert_same_weights(_weights(out / ckpt.WEIGHTS), _last_weights(out))
+    _assert_same_weights(result.model.state_dict(), _last_weights(out))
     with pytest.raises(ConfigError, match="keep must be one of"):
         _tc(3, keep="final")
 
@@ -402,9 +421,10 @@ def test_torchrun_two_processes_matches_single_process(tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [p.name for p in tmp_path.iterdir()] == ["RUN"]
     run = tmp_path / "RUN"
-    for name in (ckpt.CONFIG, ckpt.WEIGHTS, ckpt.HISTORY, ckpt.REPORT, ckpt.LAST_WEIGHTS):
+    for name in (ckpt.CONFIG, ckpt.WEIGHTS, ckpt.HISTORY, ckpt.REPORT, ckpt.POINTER):
         assert (run / name).exists(), name
-    state = ckpt.load_state(run / ckpt.TRAINER_STATE)
+    assert not (run / ".betavae" / "lock").exists()  # rank 0 held it, and let it go
+    state = _unit(run).state
     assert state["epoch"] == 4
     ddp_elbo = state["history"][-1]["val_elbo"]
 

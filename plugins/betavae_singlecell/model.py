@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 import betavae_core as bv
-from betavae_core import BetaVAE, CheckpointError, OutputExistsError
+from betavae_core import BetaVAE, CheckpointError
 
 from .conversion import gene_columns
 from .plugin import DOMAIN
@@ -67,17 +67,17 @@ class SingleCellModel:
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the model to the folder `path` (weights, config.json, domain.json).
 
-        A non-empty folder is refused unless `overwrite`, and even then only files
-        betavae wrote there are replaced.
+        A non-empty folder is refused unless `overwrite`, and even then only the files
+        betavae wrote there (by its manifest, unchanged since) are replaced: a file of
+        the user's, whatever its name, makes it refuse, naming the file. The folder is
+        locked while it is written, and the three files appear together.
         """
         path = Path(path)
-        if path.exists() and any(path.iterdir()) and not overwrite:
-            raise OutputExistsError(f"{path} is not empty; pass overwrite=True to replace a "
-                                    f"saved model there, or choose a new folder.")
-        bv.prepare_run_dir(path, overwrite=overwrite)
-        bv.write_json(path / bv.CONFIG, self.config)
-        bv.save_weights(self.vae, path / bv.WEIGHTS)
-        bv.write_json(path / bv.DOMAIN_RECORD, self.record)
+        with bv.output_folder(path, overwrite=overwrite,
+                              purpose="SingleCellModel.save") as staged:
+            bv.write_json(staged / bv.CONFIG, self.config)
+            bv.save_weights(self.vae, staged / bv.WEIGHTS)
+            bv.write_json(staged / bv.DOMAIN_RECORD, self.record)
         return path
 
 

@@ -144,7 +144,8 @@ def fit(
     if out_dir is not None:
         # The record needs the fitted model (label clouds, history), so it is written
         # after the fit; config.json stays as the core wrote it.
-        bv.write_json(Path(out_dir) / bv.DOMAIN_RECORD, model.record)
+        with bv.output_folder(out_dir, update=True, purpose="bsc.tl.fit") as staged:
+            bv.write_json(staged / bv.DOMAIN_RECORD, model.record)
     return model
 
 
