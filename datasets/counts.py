@@ -63,6 +63,13 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
+def nb_counts(rng: np.random.Generator, mu: np.ndarray, dispersion: float) -> sp.csr_matrix:
+    """Negative-binomial counts of mean `mu` and inverse dispersion `dispersion` (a
+    Gamma-Poisson mixture; Poisson when `dispersion` is infinite), as float32 CSR."""
+    rate = mu if math.isinf(dispersion) else rng.gamma(dispersion, mu / dispersion)
+    return sp.csr_matrix(rng.poisson(rate).astype(np.float32))
+
+
 def synthetic_counts(
     n_cells: int = 2000,
     n_genes: int = 500,
@@ -116,8 +123,7 @@ def synthetic_counts(
     for start in range(0, n_cells, _CHUNK):
         stop = min(start + _CHUNK, n_cells)
         mu = library[start:stop, None] * fractions[types[start:stop], batches[start:stop]]
-        rate = mu if math.isinf(dispersion) else rng.gamma(dispersion, mu / dispersion)
-        blocks.append(sp.csr_matrix(rng.poisson(rate).astype(np.float32)))
+        blocks.append(nb_counts(rng, mu, dispersion))
     counts = sp.vstack(blocks, format="csr")
 
     return {

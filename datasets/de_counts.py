@@ -24,9 +24,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.sparse as sp
 
-from .counts import _check_int, _check_real, _log_softmax
+from .counts import _check_int, _check_real, _log_softmax, nb_counts
 
 __all__ = ["planted", "simulate_de", "true_lfc"]
 
@@ -102,8 +101,7 @@ def simulate_de(
     library = np.exp(rng.normal(depth[batches], library_sd))
     fractions = np.exp(_log_softmax(log_fraction[:, None, :] + batch_log_effect[None]))
     mu = library[:, None] * fractions[groups, batches]
-    rate = mu if math.isinf(dispersion) else rng.gamma(dispersion, mu / dispersion)
-    counts = sp.csr_matrix(rng.poisson(rate).astype(np.float32))
+    counts = nb_counts(rng, mu, dispersion)
     return {
         "counts": counts,
         "group": np.array([f"group_{g}" for g in groups]),

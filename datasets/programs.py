@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .counts import _check_int, _check_real, _log_softmax
+from .counts import _check_int, _check_real, _log_softmax, nb_counts
 
 __all__ = ["ACTIVITIES", "planted_programs"]
 
@@ -113,8 +113,7 @@ def planted_programs(
         stop = min(start + _CHUNK, n_cells)
         log_mean = _log_softmax(base[None, :] + activities[start:stop] @ loading)
         mu = library[start:stop, None] * np.exp(log_mean)
-        rate = mu if np.isinf(dispersion) else rng.gamma(dispersion, mu / dispersion)
-        blocks.append(sp.csr_matrix(rng.poisson(rate).astype(np.float32)))
+        blocks.append(nb_counts(rng, mu, dispersion))
     counts = sp.vstack(blocks, format="csr")
     gene_names = np.array([f"gene_{g}" for g in range(n_genes)])
 
