@@ -289,17 +289,19 @@ def _normalise(value: Any) -> Any:
 
 
 # --- run and output folders --------------------------------------------------------------
-def check_run_dir(folder: RunFolder, *, resume: bool = False, overwrite: bool = False) -> None:
-    """Make the open `folder` ready for a fit; refuse a used one unless resuming or
-    overwriting. `overwrite` deletes only files betavae wrote and that are unchanged,
-    and refuses (deleting nothing) when anything else is there, naming it."""
+def check_run_dir(folder: RunFolder, *, resume: bool = False, overwrite: bool = False,
+                  label: str = "output directory", resume_hint: str = "continue that fit",
+                  replace_hint: str = "replace it") -> None:
+    """Make the open `folder` ready for a fit (or a sweep); refuse a used one unless
+    resuming or overwriting. `overwrite` deletes only files betavae wrote and that are
+    unchanged, and refuses (deleting nothing) when anything else is there, naming it."""
     path = folder.path
     contents = folder.visible()
     if contents and not (resume or overwrite):
         raise OutputExistsError(
-            f"output directory {path} is not empty ({', '.join(contents[:5])}"
-            f"{', ...' if len(contents) > 5 else ''}). Pass --resume to continue that fit, "
-            f"--overwrite to replace it, or choose a new --out."
+            f"{label} {path} is not empty ({', '.join(contents[:5])}"
+            f"{', ...' if len(contents) > 5 else ''}). Pass --resume to {resume_hint}, "
+            f"--overwrite to {replace_hint}, or choose a new --out."
         )
     if overwrite and contents:
         folder.clear_owned()

@@ -71,15 +71,9 @@ def sweep(
     model_config = model_config or ModelConfig.for_data(data)
     train = train or TrainConfig()
     with RunFolder(out, "sweep") as folder:
-        contents = folder.visible()
-        if contents and not (resume or overwrite):
-            raise OutputExistsError(
-                f"sweep folder {out} is not empty ({', '.join(contents[:5])}"
-                f"{', ...' if len(contents) > 5 else ''}). Pass --resume to finish the β "
-                f"values not yet done (finished ones are kept), --overwrite to replace the "
-                f"sweep, or choose a new --out.")
-        if overwrite and contents:
-            folder.clear_owned()
+        ckpt.check_run_dir(folder, resume=resume, overwrite=overwrite, label="sweep folder",
+                           resume_hint="finish the β values not yet done (finished ones are kept)",
+                           replace_hint="replace the sweep")
         _check_curve_files(folder)
         folder.created = False
         rows = _fit_all(data, betas, out, model_config, train, objective, source)
