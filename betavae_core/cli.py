@@ -19,6 +19,8 @@ import click
 from .errors import BetaVAEError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+# `priors.PRIORS`, spelled out here so that start-up imports no torch (a test checks).
+PRIOR_CHOICES = ("isotropic", "anisotropic", "laplace", "student_t", "conditional", "mog")
 
 
 def _friendly_errors(func):
@@ -177,10 +179,17 @@ def _training_options(func):
                      "data's own, else mlp)."),
         click.option("--arch-option", multiple=True, metavar="KEY=VALUE",
                      help="Architecture option (repeatable), e.g. hidden=256,128."),
-        click.option("--prior", type=click.Choice(["isotropic", "anisotropic"]),
-                     default="isotropic", show_default=True),
+        click.option("--prior", type=click.Choice(list(PRIOR_CHOICES)),
+                     default="isotropic", show_default=True,
+                     help="p(z): Gaussian (isotropic, anisotropic), factorised Laplace or "
+                     "Student-t, a learned mixture of Gaussians (mog), or p(z|u) from the "
+                     "covariates (conditional, the iVAE construction)."),
+        click.option("--prior-option", multiple=True, metavar="KEY=VALUE",
+                     help="Prior option (repeatable): student_t df=3, mog components=10, "
+                     "conditional hidden=32."),
         click.option("--prior-scales", default=None, help="Comma-separated prior s.d. per "
-                     "latent dimension (anisotropic)."),
+                     "latent dimension (anisotropic; the scale parameter for laplace, "
+                     "student_t)."),
         click.option("--learn-prior", is_flag=True, help="Learn the prior scales."),
         click.option("--skip", type=click.Choice(["none", "fixed", "learned"]), default="none",
                      show_default=True, help="Decoder skip connections from the encoder."),
@@ -194,6 +203,11 @@ def _training_options(func):
                      "(loss = distortion + γ|rate − C|)."),
         click.option("--capacity-epochs", type=float, default=20.0, show_default=True),
         click.option("--gamma", type=float, default=100.0, show_default=True),
+        click.option("--tc-beta", type=float, default=None, help="β-TCVAE: weight of the "
+                     "total correlation (the rest of the rate keeps --beta) [default: off]."),
+        click.option("--tc-estimator", type=click.Choice(["mws", "mss"]), default="mws",
+                     show_default=True, help="Minibatch TC estimate: weighted or stratified "
+                     "sampling (Chen et al. 2018)."),
         click.option("--free-bits", type=float, default=None,
                      help="Free nats per latent dimension [default: the domain's, else 0]."),
         click.option("--epochs", type=int, default=None,
@@ -243,6 +257,9 @@ def _settings(kw: dict[str, Any]) -> dict[str, Any]:
         "val_fraction", "patience", "keep", "grad_clip", "seed", "checkpoint_every",
         "device", "threads")}
     settings["prior_scales"] = prior_scales
+    settings["prior_options"] = parse_options(kw["prior_option"]) or None
+    settings["tc_beta"] = kw["tc_beta"]
+    settings["tc_estimator"] = kw["tc_estimator"] if kw["tc_beta"] is not None else None
     settings["likelihood_options"] = parse_options(kw["likelihood_option"]) or None
     settings["architecture_options"] = parse_options(kw["arch_option"]) or None
     settings["progress"] = not kw["quiet"]
@@ -278,8 +295,11 @@ def _load(kw: dict[str, Any]):
               help="Run directory to write (must be new or empty).")
 @click.option("--resume", is_flag=True, help="Continue the fit checkpointed in --out.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out.")
+@click.option("--beta-range", default=None, metavar="LO,HI", help="Fit one β-conditioned "
+              "model for every β in [LO, HI] (multi-rate VAE; --beta is then unused).")
 @_friendly_errors
-def train(out_dir: str, resume: bool, overwrite: bool, **kw: Any) -> None:
+def train(out_dir: str, resume: bool, overwrite: bool, beta_range: str | None,
+          **kw: Any) -> None:
     """Fit a β-VAE to DATA (a dataset name or a path) and write a run directory.
 
     Settings you leave unset take the domain's suggested defaults (printed, and recorded
@@ -292,11 +312,13 @@ def train(out_dir: str, resume: bool, overwrite: bool, **kw: Any) -> None:
     from .trainer import fit
 
     t0 = time.perf_counter()
+    span = _beta_range(beta_range)
     data, source = _load(kw)
     model_config, train_config, objective, from_domain = _configs(kw, data)
     _echo_from_domain(data, from_domain)
     result = fit(data, model_config, train_config, objective, out_dir=out_dir, resume=resume,
-                 overwrite=overwrite, source=source, from_domain=from_domain)
+                 overwrite=overwrite, source=source, from_domain=from_domain,
+                 beta_range=span)
     if result.out_dir is None or not _is_main_process():
         return
     best = result.report.get("best") or {}
@@ -304,11 +326,26 @@ def train(out_dir: str, resume: bool, overwrite: bool, **kw: Any) -> None:
         f"fit {data.domain} ({len(data)} items): {result.stopped}; kept epoch "
         f"{result.best_epoch} ({train_config.keep}): validation rate "
         f"{best.get('val_rate', float('nan')):.3f} nats, "
-        f"distortion {best.get('val_distortion', float('nan')):.3f} nats "
+        f"distortion {best.get('val_distortion', float('nan')):.3f} nats, active units "
+        f"{result.report.get('active_units', '?')} (by Var E[z|x] alone: "
+        f"{result.report.get('active_units_variance', '?')}) "
         f"({time.perf_counter() - t0:.1f} s)."
     )
     click.echo(f"wrote {result.out_dir}/: config.json, model.safetensors, history.csv, "
                f"report.json. Next: betavae evaluate {result.out_dir}")
+
+
+def _beta_range(text: str | None) -> tuple[float, float] | None:
+    from .errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--beta-range must be two comma-separated numbers LO,HI; got "
+                          f"{text!r}.") from None
+    return lo, hi
 
 
 def _is_main_process() -> bool:
@@ -376,12 +413,18 @@ def evaluate(run_dir: str, data: str | None, loader: str | None,
 @click.option("--resume", is_flag=True, help="Finish the β values not yet done in --out "
               "(finished ones are kept, an interrupted one continues).")
 @click.option("--overwrite", is_flag=True, help="Replace the sweep in --out.")
+@click.option("--one-fit", is_flag=True, help="Fit one β-conditioned model over [min, max] "
+              "of --betas (multi-rate VAE) and read the curve from it.")
 @_friendly_errors
-def sweep(betas: str, out_dir: str, resume: bool, overwrite: bool, **kw: Any) -> None:
+def sweep(betas: str, out_dir: str, resume: bool, overwrite: bool, one_fit: bool,
+          **kw: Any) -> None:
     """Fit one model per β and write the rate–distortion curve (rd.csv, rd.png).
 
-    Each fit goes to OUT/beta_<β>/. A non-empty OUT is refused unless --resume (finish
-    an interrupted sweep) or --overwrite.
+    Each fit goes to OUT/beta_<β>/; with --one-fit, one β-conditioned fit goes to
+    OUT/one_fit/ and every β is read from it. A non-empty OUT is refused unless
+    --resume (finish an interrupted sweep) or --overwrite. "active" counts a latent
+    dimension only if Var E[z|x] > 0.01 and its KL > 0.1 nats ("var>0.01": the first
+    rule alone).
     """
     from .errors import ConfigError
     from .sweeps import sweep as run_sweep
@@ -394,11 +437,13 @@ def sweep(betas: str, out_dir: str, resume: bool, overwrite: bool, **kw: Any) ->
     model_config, train_config, objective, from_domain = _configs(kw, data)
     _echo_from_domain(data, from_domain)
     rows = run_sweep(data, beta_values, out_dir, model_config, train_config, objective, source,
-                     resume=resume, overwrite=overwrite)
-    click.echo(f"{'beta':>8} {'rate':>9} {'distortion':>11} {'active':>7} {'offdiag':>8}")
+                     resume=resume, overwrite=overwrite, one_fit=one_fit)
+    click.echo(f"{'beta':>8} {'rate':>9} {'distortion':>11} {'active':>7} {'var>0.01':>8} "
+               f"{'offdiag':>8}")
     for r in rows:
         click.echo(f"{r['beta']:>8g} {r['rate']:>9.3f} {r['distortion']:>11.3f} "
-                   f"{r['active_units']:>7d} {r['offdiag_mass']:>8.4f}")
+                   f"{r['active_units']:>7d} {r['active_units_variance']:>8d} "
+                   f"{r['offdiag_mass']:>8.4f}")
     click.echo(f"wrote {Path(out_dir) / 'rd.csv'} and {Path(out_dir) / 'rd.png'}")
 
 

@@ -46,7 +46,8 @@ def sample(
         raise ConfigError(f"this model is conditioned on {needed} covariates: pass covariates "
                           f"of shape ({n}, {needed}).")
     model.eval()
-    z = model.sample_prior(n, generator=torch.Generator().manual_seed(seed)).cpu()
+    z = model.sample_prior(n, generator=torch.Generator().manual_seed(seed),
+                           covariates=covariates).cpu()
     out = decode(model, z, covariates=covariates, context=context, params=True, seed=seed,
                  batch_size=batch_size) if decoded else None
     return GeneratedSamples(

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 __all__ = [
+    "active_unit_counts",
     "active_units",
     "aggregate_covariance",
     "gaussian_total_correlation",
@@ -114,16 +115,47 @@ def kl_per_dim(
     return kl.mean(axis=0)
 
 
-def active_units(mu: np.ndarray, threshold: float = 0.01) -> tuple[int, np.ndarray]:
+ACTIVE_VARIANCE = 0.01  # Var_x E[z_j|x] above which a dimension varies (Burda et al.)
+ACTIVE_KL = 0.1  # nats: KL per dimension above which a dimension carries rate
+
+
+def active_units(
+    mu: np.ndarray,
+    threshold: float = ACTIVE_VARIANCE,
+    kl_per_dim: np.ndarray | None = None,
+    kl_threshold: float = ACTIVE_KL,
+) -> tuple[int, np.ndarray]:
     """Count of active latent dimensions and the per-dimension activity Var_x(E[z|x]).
 
     Burda et al. (2016): dimension j is active when the variance over items of its
-    posterior mean exceeds ``threshold``; an inactive dimension carries no
-    information about x. Exact population variance (ddof=0) over the given items.
+    posterior mean exceeds ``threshold`` (exact population variance, ddof=0). Given
+    ``kl_per_dim`` (mean KL to the prior per dimension, nats) the count is the strict
+    one: the dimension must also carry more than ``kl_threshold`` nats, since a
+    posterior mean can wander (variance 0.02, say) while the dimension spends 0.03 nats,
+    which is noise, not information.
     """
     m = _as_matrix("mu", mu)
     activity = m.var(axis=0)
-    return int(np.count_nonzero(activity > threshold)), activity
+    active = activity > threshold
+    if kl_per_dim is not None:
+        kl = np.asarray(kl_per_dim, dtype=np.float64)
+        if kl.shape != (m.shape[1],):
+            raise ValueError(f"kl_per_dim must have shape ({m.shape[1]},), got {kl.shape}")
+        active &= kl > kl_threshold
+    return int(np.count_nonzero(active)), activity
+
+
+def active_unit_counts(
+    mu: np.ndarray,
+    kl_per_dim: np.ndarray,
+    threshold: float = ACTIVE_VARIANCE,
+    kl_threshold: float = ACTIVE_KL,
+) -> dict[str, int]:
+    """Both rules: ``active_units`` (variance and KL, the strict rule, the one to quote)
+    and ``active_units_variance`` (the variance rule alone, the older count)."""
+    strict, _ = active_units(mu, threshold, kl_per_dim, kl_threshold)
+    loose, _ = active_units(mu, threshold)
+    return {"active_units": strict, "active_units_variance": loose}
 
 
 def aggregate_covariance(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
@@ -272,22 +304,31 @@ def posterior_summary(
     mu: np.ndarray,
     logvar: np.ndarray,
     prior_scale: np.ndarray | None = None,
-    threshold: float = 0.01,
+    threshold: float = ACTIVE_VARIANCE,
     n_samples: int = 2000,
     seed: int | None = 0,
+    kl: np.ndarray | None = None,
+    kl_threshold: float = ACTIVE_KL,
 ) -> dict[str, float | list[float]]:
     """All statistics above in one JSON-ready dict (plain floats/ints/lists).
 
-    Keys: rate (sum of kl_per_dim, exact), kl_per_dim, active_units,
-    active_unit_variance, offdiag_mass and total_correlation_gaussian (of the
+    ``kl`` (mean KL per dimension, nats) replaces the closed-form Gaussian KL, for a
+    prior that is not N(0, diag(prior_scale^2)) (e.g. the model's Monte Carlo KL).
+    Keys: rate (sum of kl_per_dim, exact for a Gaussian prior), kl_per_dim,
+    active_units (strict: variance above ``threshold`` and KL above ``kl_threshold``),
+    active_units_variance (the variance rule alone), active_unit_variance (the
+    per-dimension Var E[z|x]), offdiag_mass and total_correlation_gaussian (of the
     aggregate covariance, exact), total_correlation and mutual_information
     (mixture Monte Carlo, sharing one draw), mutual_information_bound (log M, the
     ceiling of the mixture estimate) and mutual_information_upper_bound (the rate,
     an upper bound on the true I(X;Z)).
     """
     m, lv = _as_posteriors(mu, logvar)
-    kl = kl_per_dim(m, lv, prior_scale)
-    n_active, activity = active_units(m, threshold)
+    if kl is None:
+        kl = kl_per_dim(m, lv, prior_scale)
+    kl = np.asarray(kl, dtype=np.float64)
+    n_active, activity = active_units(m, threshold, kl, kl_threshold)
+    n_variance, _ = active_units(m, threshold)
     cov = aggregate_covariance(m, lv)
     log_cond, log_joint, log_marg, big_m = _mixture_terms(m, lv, n_samples, seed)
     rate = float(kl.sum())
@@ -295,6 +336,7 @@ def posterior_summary(
         "rate": rate,
         "kl_per_dim": [float(v) for v in kl],
         "active_units": n_active,
+        "active_units_variance": n_variance,
         "active_unit_variance": [float(v) for v in activity],
         "offdiag_mass": offdiag_mass(cov),
         "total_correlation": float(np.mean(log_joint - log_marg)),

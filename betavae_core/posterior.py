@@ -3,6 +3,7 @@
 This is the one minibatched, device-aware, gradient-free loop over items or latent
 codes; the core and every plugin call it instead of writing their own. Data may be a
 tensor or a `RowSource` (sparse or on-disk rows, densified one minibatch at a time).
+A beta-conditioned (multi-rate) model is read at `beta=` (default: its middle beta).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def decode(
     params: bool = False,
     seed: int = 0,
     batch_size: int = 4096,
+    beta: float | None = None,
 ) -> Decoded:
     """Decode latent codes (n, d) in minibatches: the likelihood's mean, one seeded
     sample per code and/or the raw decoder parameters."""
@@ -115,8 +117,9 @@ def decode(
         for sl in batches(len(z), batch_size):
             ctx = None if context is None else {k: v[sl].to(model.device)
                                                 for k, v in context.items()}
-            out = model.decoder(z[sl].to(model.device),
-                                _rows(covariates, sl, model.device), None)
+            zs = z[sl].to(model.device)
+            cond = model.conditioning(_rows(covariates, sl, model.device), beta, len(zs))
+            out = model.decoder(zs, cond, None)
             parts.add(out, model.likelihood.distribution(out, ctx))
     model.train(was_training)
     return parts.result()
@@ -132,6 +135,7 @@ def reconstruct(
     params: bool = False,
     seed: int = 0,
     batch_size: int = 1024,
+    beta: float | None = None,
 ) -> Decoded:
     """Items encoded to their posterior means and decoded again (skip features, if the
     model has any, come from the same items), in minibatches."""
@@ -142,8 +146,8 @@ def reconstruct(
         torch.manual_seed(seed)
         for sl in batches(len(data), batch_size):
             x, cov, ctx = minibatch(data, sl, model.device)
-            enc = model.encode(x, cov)
-            out = model.decoder(enc.mu, cov, enc.features)
+            enc = model.encode(x, cov, beta=beta)
+            out = model.decoder(enc.mu, model.conditioning(cov, beta, len(x)), enc.features)
             parts.add(out, model.likelihood.distribution(out, ctx))
     model.train(was_training)
     return parts.result()
@@ -151,7 +155,7 @@ def reconstruct(
 
 @torch.no_grad()
 def encode(
-    model: BetaVAE, data: DomainData, batch_size: int = 1024
+    model: BetaVAE, data: DomainData, batch_size: int = 1024, *, beta: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means and log-variances (n, d) for every item, as numpy arrays."""
     was_training = model.training
@@ -159,7 +163,7 @@ def encode(
     mus, logvars = [], []
     for sl in batches(len(data), batch_size):
         x, cov, _ = minibatch(data, sl, model.device)
-        enc = model.encode(x, cov)
+        enc = model.encode(x, cov, beta=beta)
         mus.append(enc.mu.cpu())
         logvars.append(enc.logvar.cpu())
     model.train(was_training)
@@ -168,9 +172,11 @@ def encode(
 
 @torch.no_grad()
 def evaluate_terms(
-    model: BetaVAE, data: DomainData, batch_size: int = 1024, seed: int = 0
+    model: BetaVAE, data: DomainData, batch_size: int = 1024, seed: int = 0, *,
+    beta: float | None = None,
 ) -> Terms:
-    """Distortion (one reparameterised sample per item), rate and KL per dimension."""
+    """Distortion (one reparameterised sample per item), rate and KL per dimension
+    (for a Monte Carlo KL prior, at that same sample)."""
     was_training = model.training
     model.eval()
     distortion = 0.0
@@ -179,7 +185,7 @@ def evaluate_terms(
         torch.manual_seed(seed)
         for sl in batches(len(data), batch_size):
             x, cov, ctx = minibatch(data, sl, model.device)
-            record = model(x, cov, ctx)
+            record = model(x, cov, ctx, beta=beta)
             distortion += float(record.distortion.double().sum())
             kl += record.kl_per_dim.double().sum(dim=0).cpu()
     model.train(was_training)
@@ -189,21 +195,22 @@ def evaluate_terms(
 
 
 def heldout_summary(
-    model: BetaVAE, data: DomainData, mixture_tc: bool = False
+    model: BetaVAE, data: DomainData, mixture_tc: bool = False, *, beta: float | None = None
 ) -> dict[str, float | int | list[float]]:
-    """Rate, distortion, ELBO, KL per dimension, active units, off-diagonal mass and the
-    Gaussian total correlation of the aggregate posterior on `data` (plus the slower
-    mixture estimate of the total correlation when `mixture_tc`)."""
-    terms = evaluate_terms(model, data)
-    mu, logvar = encode(model, data)
-    n_active, _ = information.active_units(mu)
+    """Rate, distortion, ELBO, KL per dimension, active units (both rules: see
+    `information.active_unit_counts`), off-diagonal mass and the Gaussian total
+    correlation of the aggregate posterior on `data` (plus the slower mixture estimate
+    of the total correlation when `mixture_tc`)."""
+    terms = evaluate_terms(model, data, beta=beta)
+    mu, logvar = encode(model, data, beta=beta)
+    counts = information.active_unit_counts(mu, terms.kl_per_dim)
     cov = information.aggregate_covariance(mu, logvar)
     summary: dict[str, float | int | list[float]] = {
         "rate": terms.rate,
         "distortion": terms.distortion,
         "elbo": terms.elbo,
         "kl_per_dim": terms.kl_per_dim.tolist(),
-        "active_units": int(n_active),
+        **counts,
         "offdiag_mass": information.offdiag_mass(cov),
         "total_correlation_gaussian": information.gaussian_total_correlation(cov),
     }

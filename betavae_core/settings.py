@@ -23,7 +23,7 @@ OBJECTIVE_KEYS = frozenset(f.name for f in fields(Objective))
 # Settings for which 0 means "off" on the command line and in domain defaults.
 ZERO_IS_OFF = ("patience", "grad_clip")
 # Settings that are option dicts: the user's keys go over the domain's, key by key.
-MERGED = ("likelihood_options", "architecture_options")
+MERGED = ("likelihood_options", "architecture_options", "prior_options")
 
 
 def configs_for(

@@ -11,7 +11,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,7 @@ def fit(
     source: dict[str, Any] | None = None,
     domain_record: dict[str, Any] | Callable[[FitResult], dict[str, Any]] | None = None,
     from_domain: dict[str, Any] | None = None,
+    beta_range: tuple[float, float] | None = None,
 ) -> FitResult:
     """Fit a β-VAE to `data`, writing a run directory when `out_dir` is given.
 
@@ -169,11 +170,22 @@ def fit(
     `out_dir/checkpoint` exactly where it stopped, once the unit is checked (hashes,
     epochs, the run's id and settings). The run folder is locked while the fit writes
     it, and each epoch's files are committed together (see `manifest.py`).
+
+    `beta_range=(lo, hi)` fits one beta-conditioned model for every beta in the range
+    (the multi-rate VAE: log beta is an input of encoder and decoder, drawn
+    log-uniformly per minibatch; the objective's beta is then unused, its schedule
+    still applies); read it at a beta with `encode(..., beta=)`, `evaluate_terms(...,
+    beta=)` etc. It is recorded as the model config's `beta_range`.
     """
     from .settings import fill_from_domain
 
     model_config, train, objective, used = fill_from_domain(data, model_config, train,
                                                             objective)
+    if beta_range is not None:
+        model_config = replace(model_config, beta_range=list(beta_range))
+    if model_config.beta_range is not None and objective.capacity is not None:
+        raise ConfigError("a multi-rate fit (beta_range) weighs the rate by beta; it does "
+                          "not combine with a capacity target. Drop one of them.")
     from_domain = used if from_domain is None else from_domain
     if len(data) < 2:
         raise DataError(f"need at least 2 items to fit; got {len(data)}.")
@@ -203,6 +215,7 @@ def fit(
         model.load_state_dict(loop.best_state)
         model.eval()
         report = loop.final_report()
+        report.update(_active_units_report(model, loop))
         result = FitResult(model, loop.history, files.dir, loop.stopped, loop.best_epoch,
                            loop.val_idx, loop.train_idx_np, report, config_doc)
         if files.writes:
@@ -406,16 +419,18 @@ class _RunFiles:
 HISTORY_FIELDS = ["epoch", "beta", "capacity", "lr", "train_rate", "train_distortion",
                   "train_elbo", "val_rate", "val_distortion", "val_elbo", "val_objective",
                   "seconds"]
+OPTIONAL_FIELDS = ["train_tc"]  # columns only a fit that logs them has (beta-TCVAE)
 
 
 def history_csv(history: list[dict[str, Any]], latent_dim: int) -> bytes:
     """history.csv: one row per epoch, with the validation KL of each latent dimension."""
     buf = io.StringIO()
-    names = HISTORY_FIELDS + [f"kl_dim_{j}" for j in range(latent_dim)]
+    fields_ = HISTORY_FIELDS + [k for k in OPTIONAL_FIELDS if any(k in r for r in history)]
+    names = fields_ + [f"kl_dim_{j}" for j in range(latent_dim)]
     writer = csv.DictWriter(buf, fieldnames=names)
     writer.writeheader()
     for row in history:
-        flat = {k: row.get(k) for k in HISTORY_FIELDS}
+        flat = {k: row.get(k) for k in fields_}
         flat.update({f"kl_dim_{j}": v for j, v in enumerate(row["val_kl_per_dim"])})
         writer.writerow(flat)
     return buf.getvalue().encode("utf-8")
@@ -445,6 +460,9 @@ class _Loop:
         self.bad_epochs = 0
         self.best_state = _copy_state(model)
         self.stopped = "not started"
+        self.train_tc: float | None = None
+        # a multi-rate model is validated (and its epochs ranked) at its middle beta
+        self.val_beta = model.default_beta() if model.beta_conditioned else None
 
     # --- resume -----------------------------------------------------------------
     def restore(self, unit: ckpt.CheckpointUnit) -> None:
@@ -503,15 +521,18 @@ class _Loop:
             t0 = time.perf_counter()
             train_terms, beta, capacity = self._train_epoch(epoch)
             val_terms = (evaluate_terms(self.model, self.val_data, seed=_epoch_seed(
-                train.seed, epoch, 1)) if self.val_data is not None else train_terms)
+                train.seed, epoch, 1), beta=self.val_beta) if self.val_data is not None
+                else train_terms)
             self.epoch = epoch + 1
-            score = self.objective.target_value(val_terms.distortion, val_terms.kl_per_dim)
+            score = self.objective.target_value(val_terms.distortion, val_terms.kl_per_dim,
+                                                beta=self.val_beta)
             row = {
                 "epoch": self.epoch, "beta": beta, "capacity": capacity,
                 "lr": self.optimiser.param_groups[0]["lr"],
                 **{f"train_{k}": v for k, v in train_terms.as_dict().items()},
                 **{f"val_{k}": v for k, v in val_terms.as_dict().items()},
                 "val_objective": score,
+                **({} if self.train_tc is None else {"train_tc": self.train_tc}),
                 "seconds": time.perf_counter() - t0,
             }
             self.history.append(row)
@@ -565,8 +586,9 @@ class _Loop:
         n_batches = max(1, math.ceil(len(idx_all) / train.batch_size))
         self.model.train()
         # Running sums and the non-finite flags stay on the device: no sync per batch.
-        sums = torch.zeros(2 + self.model.latent_dim, dtype=torch.float64, device=self.device)
+        sums = torch.zeros(3 + self.model.latent_dim, dtype=torch.float64, device=self.device)
         nonfinite = torch.zeros(n_batches, dtype=torch.bool, device=self.device)
+        betas = self._minibatch_betas(epoch, n_batches)
         for b in range(n_batches):
             batch_idx = idx_all[b * train.batch_size:(b + 1) * train.batch_size]
             if world.active:
@@ -578,8 +600,10 @@ class _Loop:
             cov = (None if self.data.covariates is None
                    else self.data.covariates[batch_idx].to(self.device))
             ctx = {k: v[batch_idx].to(self.device) for k, v in self.data.context.items()} or None
-            record = self.forward(x, cov, ctx)
-            loss = self.objective.loss(record, t)
+            beta_b = None if betas is None else float(betas[b])
+            record = self.forward(x, cov, ctx, beta=beta_b)
+            loss, tc = self.objective.loss_and_tc(record, t, beta=beta_b,
+                                                  dataset_size=len(self.train_idx))
             nonfinite[b] = ~torch.isfinite(loss.detach())
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -589,7 +613,9 @@ class _Loop:
             with torch.no_grad():
                 sums[0] += record.distortion.double().sum()
                 sums[1] += len(batch_idx)
-                sums[2:] += record.kl_per_dim.double().sum(dim=0)
+                sums[3:] += record.kl_per_dim.double().sum(dim=0)
+                if tc is not None:
+                    sums[2] += tc.double() * len(batch_idx)
         bad = distributed.all_sum(nonfinite.long(), world)
         if bool(bad.any()):
             kept = (f"The last good checkpoint (epoch {self.epoch}) is kept in "
@@ -603,10 +629,25 @@ class _Loop:
             )
         sums = distributed.all_sum(sums, world).cpu()
         n = max(float(sums[1]), 1.0)
-        kl = (sums[2:] / n).numpy()
+        kl = (sums[3:] / n).numpy()
         terms = Terms(float(sums[0]) / n, float(kl.sum()), kl, int(n))
+        self.train_tc = float(sums[2]) / n if self.objective.tc_beta is not None else None
         t_end = epoch + 1.0
-        return terms, self.objective.beta_at(t_end), self.objective.capacity_at(t_end)
+        beta = self.objective.beta_at(t_end)
+        if self.val_beta is not None:  # multi-rate: the schedule's share of the middle beta
+            beta = self.val_beta * beta / self.objective.beta
+        return terms, beta, self.objective.capacity_at(t_end)
+
+    def _minibatch_betas(self, epoch: int, n_batches: int) -> torch.Tensor | None:
+        """A multi-rate fit's beta for each minibatch of the epoch: log-uniform over the
+        model's beta_range (Bae et al. 2023), drawn from the epoch's own seed so that a
+        resumed fit draws the same."""
+        if not self.model.beta_conditioned:
+            return None
+        lo, hi = (math.log(b) for b in self.model.config.beta_range)
+        g = torch.Generator().manual_seed(_epoch_seed(self.train.seed, epoch, 5))
+        u = torch.rand(n_batches, generator=g, dtype=torch.float64)
+        return torch.exp(lo + (hi - lo) * u)
 
     def final_report(self) -> dict[str, Any]:
         best = next((r for r in self.history if r["epoch"] == self.best_epoch), None)
@@ -618,6 +659,21 @@ class _Loop:
             "n_train": len(self.train_idx),
             "n_val": 0 if self.val_data is None else len(self.val_data),
         }
+
+
+def _active_units_report(model: BetaVAE, loop: _Loop) -> dict[str, Any]:
+    """Both counts of active units of the kept model on the validation items (training
+    items when there are none): `active_units` (Var_x E[z|x] > 0.01 and KL > 0.1 nats,
+    the strict rule) and `active_units_variance` (the variance rule alone)."""
+    from . import information
+    from .posterior import encode
+
+    held = loop.val_data if loop.val_data is not None else loop.data
+    best = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
+    if best is None or len(held) == 0:
+        return {}
+    mu, _ = encode(model, held, beta=loop.val_beta)
+    return information.active_unit_counts(mu, best["val_kl_per_dim"])
 
 
 def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

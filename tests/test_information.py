@@ -11,6 +11,7 @@ from scipy.special import logsumexp
 
 import betavae_core.information as info
 from betavae_core.information import (
+    active_unit_counts,
     active_units,
     aggregate_covariance,
     gaussian_total_correlation,
@@ -229,6 +230,7 @@ def test_posterior_summary_is_json_ready_and_consistent() -> None:
         "rate",
         "kl_per_dim",
         "active_units",
+        "active_units_variance",
         "active_unit_variance",
         "offdiag_mass",
         "total_correlation",
@@ -240,7 +242,7 @@ def test_posterior_summary_is_json_ready_and_consistent() -> None:
     json.loads(json.dumps(summary))
     assert summary["rate"] == pytest.approx(sum(summary["kl_per_dim"]))
     assert summary["kl_per_dim"][1] == 0.0
-    assert summary["active_units"] == 1
+    assert summary["active_units"] == summary["active_units_variance"] == 1
     assert summary["mutual_information_bound"] == pytest.approx(math.log(300))
     assert summary["mutual_information_upper_bound"] == summary["rate"]
     assert summary["mutual_information"] == mutual_information(mu, logvar, 300, seed=3)
@@ -281,3 +283,27 @@ def test_bad_inputs_name_argument_and_row() -> None:
         offdiag_mass(bad_cov)
     with pytest.raises(ValueError, match="square"):
         gaussian_total_correlation(np.zeros((2, 3)))
+
+
+def test_strict_rule_drops_a_dimension_that_varies_but_carries_no_rate() -> None:
+    """Dimension 1's posterior mean wanders (Var E[z|x] = 0.04 > 0.01) while its
+    posterior stays near the prior, so it spends ~0.03 nats: the variance rule counts
+    it, the strict rule (KL > 0.1 nats as well) does not. Dimension 0 carries ~1.5 nats."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    mu = np.column_stack([rng.normal(size=n), 0.2 * rng.choice([-1.0, 1.0], size=n)])
+    # var 0.9 per posterior: KL = 0.5 (0.9 + 0.04 - 1 - log 0.9) = 0.0227 nats
+    logvar = np.column_stack([np.full(n, -3.0), np.full(n, np.log(0.9))])
+    kl = kl_per_dim(mu, logvar)
+    assert 0.01 < kl[1] < 0.05 and kl[0] > 1.0
+    _, activity = active_units(mu)
+    assert activity[1] == pytest.approx(0.04, rel=0.01)
+    assert active_units(mu)[0] == 2
+    assert active_units(mu, kl_per_dim=kl)[0] == 1
+    assert active_unit_counts(mu, kl) == {"active_units": 1, "active_units_variance": 2}
+    summary = posterior_summary(mu, logvar, n_samples=200)
+    assert (summary["active_units"], summary["active_units_variance"]) == (1, 2)
+    # a KL given from elsewhere (e.g. a Monte Carlo KL) replaces the closed form
+    given = posterior_summary(mu, logvar, n_samples=200, kl=np.array([0.05, 0.5]))
+    assert given["active_units"] == 1 and given["kl_per_dim"] == [0.05, 0.5]
+    assert given["rate"] == pytest.approx(0.55)

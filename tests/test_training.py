@@ -139,21 +139,51 @@ def test_resume_after_crash_mid_epoch_matches_uninterrupted(
 ) -> None:
     ref_dir, ref_history = reference_run
     out = tmp_path / "crash"
-    original = Objective.loss
+    original = Objective.loss_and_tc
 
-    def crashing_loss(self, record, t):
+    def crashing_loss(self, record, t, **kw):
         if t >= 3.5:  # half-way through the 4th epoch, after some optimiser steps in it
             raise KeyboardInterrupt
-        return original(self, record, t)
+        return original(self, record, t, **kw)
 
     with monkeypatch.context() as m:
-        m.setattr(Objective, "loss", crashing_loss)
+        m.setattr(Objective, "loss_and_tc", crashing_loss)
         with pytest.raises(KeyboardInterrupt):
             fit(data, _mc(data), _tc(6), out_dir=out)
     assert _unit(out).epoch == 3
     resumed = fit(data, _mc(data), _tc(6), out_dir=out, resume=True)
     assert _history(resumed.history) == _history(ref_history)
     _assert_same_run(ref_dir, out)
+
+
+@pytest.mark.parametrize("model_kw,objective_kw,fit_kw", [
+    ({"prior": "mog", "prior_options": {"components": 3}}, {"tc_beta": 4.0}, {}),
+    ({"prior": "laplace"}, {"tc_beta": 2.0, "tc_estimator": "mss"}, {}),
+    ({"prior": "student_t"}, {}, {"beta_range": (0.25, 4.0)}),
+], ids=["mog+tc", "laplace+tc-mss", "student_t+multirate"])
+def test_resume_with_new_priors_tc_and_multirate_is_bit_identical(
+    data, tmp_path, model_kw, objective_kw, fit_kw
+) -> None:
+    """Monte Carlo KL, the TC estimate and the minibatch betas all draw from the
+    checkpointed RNG streams: a resumed fit is the uninterrupted one, bit for bit."""
+    small = data.subset(np.arange(200))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small fits: faster on one thread of a shared machine
+
+    def run(out, epochs, resume=False):
+        return fit(small, _mc(small, **model_kw), _tc(epochs), Objective(**objective_kw),
+                   out_dir=out, resume=resume, **fit_kw)
+
+    try:
+        straight = run(tmp_path / "a", 3)
+        run(tmp_path / "b", 2)
+        resumed = run(tmp_path / "b", 3, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert _history(resumed.history) == _history(straight.history)
+    _assert_same_run(tmp_path / "a", tmp_path / "b")
+    if "tc_beta" in objective_kw:
+        assert "train_tc" in (tmp_path / "b" / ckpt.HISTORY).read_text().splitlines()[0]
 
 
 def test_resume_with_changed_model_or_objective_is_refused(data, tmp_path) -> None:
@@ -188,14 +218,14 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resumes(
 ) -> None:
     ref_dir, ref_history = reference_run
     out = tmp_path / "nan"
-    original = Objective.loss
+    original = Objective.loss_and_tc
 
-    def nan_loss(self, record, t):
-        loss = original(self, record, t)
-        return loss * float("nan") if t >= 2.5 else loss  # half-way through epoch 3
+    def nan_loss(self, record, t, **kw):
+        loss, tc = original(self, record, t, **kw)
+        return (loss * float("nan") if t >= 2.5 else loss), tc  # half-way through epoch 3
 
     with monkeypatch.context() as m:
-        m.setattr(Objective, "loss", nan_loss)
+        m.setattr(Objective, "loss_and_tc", nan_loss)
         with pytest.raises(NonFiniteLossError) as info:
             fit(data, _mc(data), _tc(6), out_dir=out)
     message = str(info.value)

@@ -28,12 +28,21 @@ def posterior(run: RunContext, threshold: float = ACTIVE_THRESHOLD) -> Evaluatio
     mu, logvar = encode(run.model, run.heldout)
     scale = run.model.prior_scale().detach().cpu().double().numpy()
     summary = information.posterior_summary(mu, logvar, prior_scale=scale,
-                                            threshold=float(threshold))
+                                            threshold=float(threshold), kl=_model_kl(run))
     cov = information.aggregate_covariance(mu, logvar)
     summary["aggregate_covariance"] = cov.tolist()
     summary["prior_scale"] = scale.tolist()
     fig = plots.correlation_heatmap(cov, "Aggregate posterior correlation")
     return EvaluationResult(metrics=summary, figures={"aggregate_correlation": fig})
+
+
+def _model_kl(run: RunContext) -> np.ndarray | None:
+    """The model's own KL per dimension where the prior is not N(0, diag(s^2)): a Monte
+    Carlo estimate (laplace, student_t, mog) or a prior that depends on covariates
+    (conditional). None for the Gaussian priors, whose closed form the summary uses."""
+    if run.model.config.prior in ("isotropic", "anisotropic"):
+        return None
+    return evaluate_terms(run.model, run.heldout, seed=run.seed).kl_per_dim
 
 
 @torch.no_grad()
