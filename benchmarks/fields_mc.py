@@ -1,4 +1,5 @@
-"""Monte Carlo throughput of betavae_fields: batched checkerboard Metropolis vs a plain loop.
+"""Monte Carlo throughput of betavae_fields: batched checkerboard Metropolis vs a plain loop,
+and the autocorrelation times of the XY and phi^4 cluster updates against local sweeps.
 
 Variants, all 2D Ising (J = 1, periodic, L x L), all in one run:
 
@@ -15,10 +16,20 @@ Variants, all 2D Ising (J = 1, periodic, L x L), all in one run:
 
 A spin update is one site visited by a Metropolis sweep (L*L per lattice per sweep).
 Each timed variant runs `--repeats` times after an untimed warm-up and the table gives the
-median. Goal: batched Metropolis >= 5x the plain loop in spin updates per second. The
-exit code is 0 either way.
+median. Goal: batched Metropolis >= 5x the plain loop in spin updates per second.
+
+Second table (issue 15): integrated autocorrelation times of the energy and |m| per
+sweep, local sweeps only (XY: Metropolis + over-relaxation; phi^4: Metropolis) against
+the same sweeps plus Wolff clusters (XY: reflections, phi^4: the sign embedding), at and
+near the transition (XY near T_BKT ~ 0.893, phi^4 near kappa_c ~ 0.339 for lam = 1), on
+`--tau-chains` chains of side `--tau-L`, `--tau-sweeps` measured sweeps after 300
+thermalisation sweeps (adaptation in the first 80 %). "cost" is the wall time of 2 tau
+sweeps (one independent sample), so the ratio is like for like. Third: the public
+samplers on the datasets' default grids, which control values hit the 50-sweep spacing
+cap with cluster updates off and on. The exit code is 0 either way.
 
     python benchmarks/fields_mc.py [--L 32] [--chains 256] [--sweeps 300] [--repeats 3]
+                                   [--tau-L 32] [--tau-sweeps 4000] [--cap-L 32]
 """
 
 from __future__ import annotations
@@ -33,8 +44,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from betavae_fields.montecarlo import TC_ISING, metropolis_reference, sample_ising
+from betavae_fields.montecarlo import (
+    TC_ISING,
+    integrated_autocorr_time,
+    metropolis_reference,
+    sample_ising,
+    sample_phi4,
+    sample_xy,
+)
 from betavae_fields.montecarlo.ising import IsingChains
+from betavae_fields.montecarlo.phi4 import Phi4Chains
+from betavae_fields.montecarlo.xy import XYChains
 
 GOAL = 5.0
 
@@ -51,6 +71,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-end-to-end", action="store_true", help="skip the sample_ising row")
+    p.add_argument("--tau-L", type=int, default=32, help="lattice side of the tau table")
+    p.add_argument("--tau-chains", type=int, default=8, help="chains per tau measurement")
+    p.add_argument("--tau-sweeps", type=int, default=4000, help="measured sweeps per tau")
+    p.add_argument("--xy-temperatures", default="0.85,0.9,1.0")
+    p.add_argument("--phi4-kappas", default="0.32,0.34,0.36")
+    p.add_argument("--cap-L", type=int, default=32, help="lattice side of the cap table")
+    p.add_argument("--cap-samples", type=int, default=32, help="samples per control value")
+    p.add_argument("--only", choices=["throughput", "tau", "cap"], help="run one table")
     return p.parse_args(argv)
 
 
@@ -127,8 +155,107 @@ def row(name: str, work: float, seconds: float, ref_rate: float | None) -> str:
     return f"| {name:<36} | {work:>13,.0f} | {seconds:>8.3f} | {rate:>15,.0f} | {ratio:>9} |"
 
 
+def tau_chains(model: str, L: int, controls: np.ndarray, n: int, wolff: bool, seed: int):
+    """n chains per control value of one model in one batch (as the samplers hold them),
+    cluster updates on or off; returns (chains, control index of each chain)."""
+    rng = np.random.default_rng(seed)
+    group = np.repeat(np.arange(controls.size), n)
+    c, on = controls[group], np.full(group.size, wolff)
+    if model == "xy":
+        theta = np.zeros((group.size, L, L), dtype=np.float32)
+        return XYChains(theta, 1.0 / c, 1, rng, on, group), group
+    phi = np.ones((group.size, L, L), dtype=np.float32)
+    return Phi4Chains(phi, c, 1.0, rng, on, group), group
+
+
+def measure_tau(chains, group: np.ndarray, n_therm: int, n_sweeps: int) -> list[dict]:
+    """Thermalise (adapting as the samplers do), then per control value: tau of the
+    energy and |m|, the batch's time per sweep shared out per control value."""
+    for t in range(1, n_therm + 1):
+        chains.sweep()
+        if t % 10 == 0 and t <= 0.8 * n_therm:
+            chains.adapt()
+    energy = np.empty((group.size, n_sweeps))
+    absm = np.empty_like(energy)
+    start = time.perf_counter()
+    for t in range(n_sweeps):
+        chains.sweep()
+        e, m = chains.observables()
+        energy[:, t], absm[:, t] = e, np.abs(m)
+    n_ctrl = int(group.max()) + 1
+    ms = 1e3 * (time.perf_counter() - start) / n_sweeps / n_ctrl
+    rows = []
+    for k in range(n_ctrl):
+        sel = group == k
+        tau_e = integrated_autocorr_time(energy[sel])
+        tau_m = integrated_autocorr_time(absm[sel])
+        rows.append({"tau_e": tau_e, "tau_m": tau_m, "ms": ms,
+                     "clusters": int(chains.wolff.clusters[sel].max()),
+                     "cost": 2 * max(tau_e, tau_m) * ms,
+                     "e": float(energy[sel].mean()), "m": float(absm[sel].mean())})
+    return rows
+
+
+def tau_table(args: argparse.Namespace) -> None:
+    print(f"\nIntegrated autocorrelation times per sweep, L = {args.tau_L}, {args.tau_chains} "
+          f"chains per value, all values of a model in one batch, {args.tau_sweeps} sweeps; "
+          f"ms/sweep = the batch's time per sweep / values; cost = 2 max(tau) x ms/sweep")
+    print("| model | control | update | clusters/sweep | tau(E) | tau(|m|) | ms/sweep | "
+          "cost (ms/indep. sample) | cost ratio | <E> | <|m|> |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    plan = {"xy": args.xy_temperatures, "phi4": args.phi4_kappas}
+    for model, text in plan.items():
+        controls = np.array([float(v) for v in text.split(",")])
+        rows = {}
+        for wolff in (False, True):
+            chains, group = tau_chains(model, args.tau_L, controls, args.tau_chains, wolff,
+                                       args.seed)
+            rows[wolff] = measure_tau(chains, group, 300, args.tau_sweeps)
+        for k, control in enumerate(controls):
+            for wolff in (False, True):
+                r = rows[wolff][k]
+                name = "local + Wolff" if wolff else "local"
+                ratio = rows[False][k]["cost"] / r["cost"]
+                print(f"| {model} | {control:g} | {name} | {r['clusters']} | {r['tau_e']:.1f} | "
+                      f"{r['tau_m']:.1f} | {r['ms']:.2f} | {r['cost']:.1f} | {ratio:.2f}x | "
+                      f"{r['e']:.4f} | {r['m']:.4f} |", flush=True)
+
+
+def cap_table(args: argparse.Namespace) -> None:
+    """Which control values of the datasets' default grids hit the spacing cap."""
+    grids = {"xy": np.round(np.linspace(0.4, 1.6, 13), 6).tolist(),
+             "phi4": np.round(np.linspace(0.25, 0.45, 11), 6).tolist()}
+    samplers = {"xy": sample_xy, "phi4": sample_phi4}
+    print(f"\nSpacing cap (50 sweeps) on the datasets' default grids, L = {args.cap_L}, "
+          f"{args.cap_samples} samples per value")
+    print("| model | update | capped at | largest tau | spacing near the transition | "
+          "seconds |")
+    print("|---|---|---|---|---|---|")
+    for model, grid in grids.items():
+        for name, window in (("local", (0.0, 0.0)), ("default (Wolff window)", None)):
+            extra = {} if window is None else {"wolff_window": window}
+            start = time.perf_counter()
+            ens = samplers[model](args.cap_L, grid, args.cap_samples, seed=args.seed, **extra)
+            seconds = time.perf_counter() - start
+            near = {k: v for k, v in ens.spacing.items()
+                    if (0.8 <= k <= 1.1 if model == "xy" else 0.31 <= k <= 0.37)}
+            capped = ens.params["spacing_capped"] or "none"
+            print(f"| {model} | {name} | {capped} | {max(ens.tau.values()):.1f} | {near} | "
+                  f"{seconds:.0f} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.only in (None, "throughput"):
+        throughput(args)
+    if args.only in (None, "tau"):
+        tau_table(args)
+    if args.only in (None, "cap"):
+        cap_table(args)
+    return 0
+
+
+def throughput(args: argparse.Namespace) -> None:
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"numpy {np.__version__}, Python {platform.python_version()}; L={args.L}, "
@@ -154,7 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngoal >= {GOAL:.0f}x: {'PASS' if ratio >= GOAL else 'FAIL'} "
           f"(batched Metropolis / plain loop = {ratio:.1f}x)")
     print(f"1-min load average {load_before:.2f} before, {load_after:.2f} after")
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,15 @@ compared with Onsager's Tc = 2 / ln(1 + sqrt 2) = 2.26919.
 Goals (issue 5): extrapolated relative error < 1 %; at the largest L alone < 2 %.
 Fits are kept in --out and reused (or resumed) when the script is run again.
 
+`--multisize` (issue 15) instead fits ONE model to all sizes together (ising2d_sizes:
+padded items, the fully convolutional lattice_fcn encoder with global pooling, the
+spin_padded likelihood) and runs the finite-size scaling of `betavae_fields.scaling` with
+no known critical value as input: Binder crossings of the latent for every pair of
+sizes, their extrapolation, and a collapse fitting Tc and nu; the same analysis on
+PCA's first component (fitted per L) and on Monte Carlo |m|, in one run.
+
     python benchmarks/fields_tc.py [--sizes 16,24,32] [--n-temperatures 33] [--samples 300]
+    python benchmarks/fields_tc.py --multisize [--sizes 16,24,32,48] [--t-min 2.0 ...]
 """
 
 from __future__ import annotations
@@ -31,10 +39,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
 
 import betavae_core as bv
-from betavae_fields import transition
-from betavae_fields.evaluations import critical_point
+from betavae_fields import scaling, transition
+from betavae_fields.evaluations import critical_point, order_latent
 
 ESTIMATORS = {
     "latent, χ peak": "tc_latent",
@@ -63,6 +72,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--channels", type=int, help="lattice_conv channels" + unset)
     p.add_argument("--likelihood", help="decoder likelihood [default: the data's own, "
                                         "spin_multiscale]")
+    p.add_argument("--multisize", action="store_true",
+                   help="one model for every size, then finite-size scaling (issue 15)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/benchmarks/fields_tc")
     return p.parse_args()
@@ -109,6 +120,9 @@ def fitted(data: bv.DomainData, source: dict, run_dir: Path, settings: dict) -> 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    if args.multisize:
+        multisize(args)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     out = Path(args.out)
     settings = fit_settings(args)
@@ -215,6 +229,90 @@ def extrapolation_figure(rows, sizes, exact) -> Figure:
     ax.legend(frameon=False, fontsize=7)
     ax.set_title("Finite-size estimates of the Ising Tc")
     return fig
+
+
+def sizes_data(args: argparse.Namespace, seed: int, n_temperatures: int, samples: int
+               ) -> tuple[bv.DomainData, dict]:
+    options = {"sizes": args.sizes, "t_min": args.t_min, "t_max": args.t_max,
+               "n_temperatures": n_temperatures, "samples": samples, "seed": seed}
+    return bv.load_data("ising2d_sizes", options=options)
+
+
+def pca_per_size(data: bv.DomainData) -> np.ndarray:
+    """PCA's first component, fitted on each size's own (unpadded) configurations."""
+    sizes = np.asarray(data.metadata["L"])
+    x = data.x.double().numpy()
+    out = np.empty(len(data))
+    for L in np.unique(sizes):
+        rows = np.flatnonzero(sizes == L)
+        flat = x[rows, :L, :L].reshape(len(rows), -1)
+        out[rows] = PCA(n_components=1, random_state=0).fit_transform(flat)[:, 0]
+    return out
+
+
+def fss_rows(name: str, values: np.ndarray, data: bv.DomainData, exact: float) -> dict:
+    """Crossings, their extrapolation and the collapse of one observable, printed."""
+    curves = scaling.binder_curves(values, data.metadata["temperature"], data.metadata["L"])
+    found = scaling.crossings(curves)
+    fit = scaling.collapse(curves)
+    ext = scaling.extrapolate_crossings(found, fit.nu)
+
+    def cell(v, e=None):
+        if v is None:
+            return "none"
+        return f"{v:.4f}" + (f" ± {e:.4f}" if e else "") + f" ({abs(v - exact) / exact:.2%})"
+
+    for c in found:
+        print(f"| {name} | crossing L = {c.sizes[0]}/{c.sizes[1]} | {cell(c.control, c.error)} "
+              f"| {c.note} |")
+    print(f"| {name} | crossings → L = ∞ | {cell(ext.tc, ext.tc_error)} | {ext.note} |")
+    print(f"| {name} | collapse Tc | {cell(fit.tc, fit.tc_error)} | quality "
+          f"{fit.quality:.2f} |")
+    print(f"| {name} | collapse ν | {fit.nu:.3f} ± {fit.nu_error or float('nan'):.3f} "
+          f"({abs(fit.nu - 1):.1%} from 1) | |")
+    figs = {"binder": scaling.binder_figure(curves, found, {"Onsager Tc": exact},
+                                            transition.BINDER_ISING),
+            "collapse": scaling.collapse_figure(curves, fit)}
+    return {"crossings": [c.__dict__ for c in found], "extrapolated": ext.__dict__,
+            "collapse": fit.__dict__, "figures": figs}
+
+
+def multisize(args: argparse.Namespace) -> None:
+    """One model for every size; finite-size scaling of its latent beside PCA and |m|."""
+    out = Path(args.out) / "multisize"
+    exact = transition.TC_ISING
+    t0 = time.perf_counter()
+    train, source = sizes_data(args, 0, args.n_temperatures, args.samples)
+    test, _ = sizes_data(args, 1, args.eval_temperatures, args.eval_samples)
+    t_mc = time.perf_counter() - t0
+    settings = fit_settings(args)
+    fit_text = describe_fit(train, settings)
+    t0 = time.perf_counter()
+    model = fitted(train, source, out / "fit", settings)
+    t_fit = time.perf_counter() - t0
+    mu, logvar = bv.encode(model, test)
+    dim = order_latent(model, mu, logvar)
+    print(f"\n2D Ising, one model for L = {args.sizes}: finite-size scaling with no known "
+          f"critical value as input; Onsager Tc = {exact:.5f}, nu = 1 (references only)")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, under load; MC/cache {t_mc:.0f} s, fit {t_fit:.0f} s "
+          f"({fit_text}); train {args.n_temperatures} T x {args.samples}, estimate on an "
+          f"independent {args.eval_temperatures} T x {args.eval_samples} per L in "
+          f"[{args.t_min}, {args.t_max}]\n")
+    print("| observable | estimate | value (rel. err.) | note |")
+    print("|---|---|---|---|")
+    summary = {"exact": exact, "latent_dim": dim}
+    observables = {f"latent z{dim}": mu[:, dim] - mu[:, dim].mean(),
+                   "PCA component 1 (per L)": pca_per_size(test),
+                   "Monte Carlo |m|": test.factors[:, list(test.factor_names).index(
+                       "abs_magnetization")]}
+    for name, values in observables.items():
+        rows = fss_rows(name, np.asarray(values, dtype=np.float64), test, exact)
+        for key, fig in rows.pop("figures").items():
+            bv.save_figure(fig, out / f"{name.split()[0].lower()}_{key}.png")
+        summary[name] = rows
+    (out / "fss.json").write_text(json.dumps(summary, indent=2, default=float))
+    print(f"\nwrote {out / 'fss.json'} and the figures in {out}")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ JSON record of the request inside one .npz. It is written atomically (temporary 
 the same folder, then os.replace), so a crash never leaves a half-written file under the
 real name. On load the stored request must equal the requested one and every array must
 be present, complete and match its stored digest; anything else is regenerated with a
-warning that says why, never used silently. Bump FORMAT_VERSION when the samplers or the
-file layout change, so old files stop matching.
+warning that says why, never used silently. Bump FORMAT_VERSION when the file layout
+changes, and a model's SAMPLER_REVISION when its sampler does, so old files stop matching.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from betavae_core import ConfigError, DataError
 from .montecarlo import Ensemble
 
 FORMAT_VERSION = 1
+#: Sampler revisions that are part of a cache key (a model absent here is revision 1 and
+#: adds nothing to its key): xy and phi4 gained Wolff cluster updates in revision 2.
+SAMPLER_REVISION = {"xy": 2, "phi4": 2}
 ENV_VAR = "BETAVAE_CACHE_DIR"
 _ARRAYS = ("configs", "control", "energy", "magnetization")
 _CONFIG_DTYPES = {"ising": np.int8, "xy": np.float32, "phi4": np.float32}
@@ -62,6 +65,8 @@ def _request(kind: str, params: dict) -> dict:
     if not isinstance(params, dict):
         raise ConfigError(f"cache params must be a dict; got {type(params).__name__}")
     record = {"kind": kind, "params": params, "format": FORMAT_VERSION}
+    if kind in SAMPLER_REVISION:
+        record["sampler"] = SAMPLER_REVISION[kind]
     try:
         text = json.dumps(record, sort_keys=True, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as exc:

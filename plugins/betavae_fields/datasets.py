@@ -91,3 +91,50 @@ def load_phi4_2d(L: int = 16, k_min: float = 0.25, k_max: float = 0.45, n_kappas
     ens = cached_ensemble("phi4", params, lambda: mc.sample_phi4(
         int(L), kappas, int(samples), seed=int(seed), lam=float(lam)))
     return ensemble_data(ens, "betavae_fields.phi4_2d", {"lam": float(lam)})
+
+
+def _sizes(text: str | int | list) -> list[int]:
+    """"16,24,32" (or [16, 24, 32], as the command line parses it) -> [16, 24, 32]: at
+    least two distinct sides."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    try:
+        sizes = sorted({int(s) for s in items})
+    except ValueError as exc:
+        raise ConfigError(f"sizes must be comma-separated lattice sides like 16,24,32; got "
+                          f"{text!r}.") from exc
+    if len(sizes) < 2:
+        raise ConfigError(f"ising2d_sizes needs at least 2 distinct lattice sizes; got "
+                          f"{sizes}. Use ising2d for one size.")
+    return sizes
+
+
+def load_ising2d_sizes(sizes: str = "16,24,32", t_min: float = 1.6, t_max: float = 3.2,
+                       n_temperatures: int = 21, samples: int = 200, seed: int = 0
+                       ) -> DomainData:
+    """2D Ising configurations of several sizes on one temperature grid, for one model:
+    each padded with 0 to the largest L (`multisize.pad`), L per item in metadata and
+    context, for the `lattice_fcn` architecture and the `spin_padded` likelihood."""
+    from .multisize import pad
+
+    temps = control_grid(t_min, t_max, n_temperatures, "temperature")
+    ensembles = []
+    for L in _sizes(sizes):
+        params = {"L": L, "temperatures": temps, "samples": int(samples), "seed": int(seed)}
+        ensembles.append(cached_ensemble("ising", params, lambda L=L: mc.sample_ising(
+            L, temps, int(samples), seed=int(seed))))
+    x, side = pad([e.configs for e in ensembles])
+    control = np.concatenate([e.control for e in ensembles])
+    m = np.concatenate([e.magnetization for e in ensembles])
+    energy = np.concatenate([e.energy for e in ensembles])
+    return DomainData(
+        x=x, domain=DOMAIN, likelihood="spin_padded", architecture="lattice_fcn",
+        factors=np.stack([control, energy, m, np.abs(m)], axis=1),
+        factor_names=("temperature", "energy", "magnetization", "abs_magnetization"),
+        factor_discrete=(False,) * 4,
+        metadata={"temperature": control, "L": side},
+        context={"L": side.astype(np.int64)},
+        attrs={"source": "betavae_fields.ising2d_sizes", "model": "ising",
+               "control_name": "temperature", "L": int(x.shape[-1]),
+               "sizes": sorted({int(s) for s in side}), "tc_exact": mc.TC_ISING,
+               "image": True},
+    )

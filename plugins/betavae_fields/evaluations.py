@@ -1,6 +1,7 @@
 """Evaluations of a model fitted to lattice configurations.
 
-* `order_parameter`: how each latent correlates with the physical observables.
+* `order_parameter`: how each latent correlates with the physical observables; warns
+  (`LatentWarning`) when the most informative latent follows the energy more than |m|.
 * `critical_point`: the critical temperature read from the latent space alone, beside
   the same estimate from the first principal component (the classic baseline) and, for
   Ising, the exact value.
@@ -13,6 +14,7 @@ data from it; the batched passes go through `betavae_core.encode` and `decode`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -20,11 +22,22 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
 import betavae_core as bv
-from betavae_core import BetaVAE, ConfigError, DomainData, EvaluationResult, RunContext
+from betavae_core import (
+    BetaVAE,
+    ConfigError,
+    DataError,
+    DomainData,
+    EvaluationResult,
+    RunContext,
+)
 
-from . import physics, transition
+from . import physics, scaling, transition
 
 GENERATION_CONTROLS = {"ising": [1.8, 2.27, 3.0], "xy": [0.5, 0.9, 1.5]}
+
+
+class LatentWarning(UserWarning):
+    """The latent an evaluation reads the physics from looks like the wrong observable."""
 
 
 def _control(data: DomainData) -> tuple[str, np.ndarray]:
@@ -38,12 +51,16 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def order_latent(model: BetaVAE, mu: np.ndarray, logvar: np.ndarray) -> int:
-    """The most informative latent dimension: largest mean KL to the prior."""
+def order_latent(model: BetaVAE, mu: np.ndarray, logvar: np.ndarray,
+                 covariates: Any = None) -> int:
+    """The most informative latent dimension: largest mean KL to the prior (a prior
+    conditioned on covariates, e.g. temperature, needs the items' `covariates`)."""
     import torch
 
+    cov = None if covariates is None else torch.as_tensor(covariates).to(model.device)
     kl = model.kl_per_dim(torch.as_tensor(mu, dtype=torch.float32).to(model.device),
-                          torch.as_tensor(logvar, dtype=torch.float32).to(model.device))
+                          torch.as_tensor(logvar, dtype=torch.float32).to(model.device),
+                          covariates=cov)
     return int(kl.mean(0).argmax())
 
 
@@ -56,17 +73,48 @@ def first_component(data: DomainData) -> np.ndarray:
     return PCA(n_components=1, random_state=0).fit_transform(x)[:, 0]
 
 
-def order_parameter(run: RunContext) -> EvaluationResult:
-    """Pearson r of every latent (posterior mean; |mean| for |m|) with the observables."""
-    model, data = run.model, run.heldout
-    mu, logvar = bv.encode(model, data)
-    mu = mu - mu.mean(axis=0)  # |z| is measured from the symmetric point, as in critical_point
-    names = list(data.factor_names)
-    table = {
+def correlation_table(mu: np.ndarray, data: DomainData) -> dict[str, list[float]]:
+    """Pearson r of every latent with every factor (|z| against |m|), latents centred."""
+    mu = mu - mu.mean(axis=0)  # |z| is measured from the symmetric point
+    return {
         name: [_pearson(np.abs(mu[:, d]) if name == "abs_magnetization" else mu[:, d],
                         data.factors[:, j]) for d in range(mu.shape[1])]
-        for j, name in enumerate(names)
+        for j, name in enumerate(data.factor_names)
     }
+
+
+#: |r| with the energy above which a latent counts as having learned it
+ENERGY_R_MIN = 0.5
+
+
+def energy_warning(table: dict[str, list[float]], order_dim: int) -> str | None:
+    """A message when the most informative latent follows the energy (|r| >= 0.5) more
+    than |z| follows |m| (None otherwise, or when the data has no such factors)."""
+    if "energy" not in table or "abs_magnetization" not in table:
+        return None
+    r_e, r_m = abs(table["energy"][order_dim]), abs(table["abs_magnetization"][order_dim])
+    if r_e <= r_m or r_e < ENERGY_R_MIN:
+        return None
+    best_m = int(np.argmax(np.abs(table["abs_magnetization"])))
+    other = (f"; z{best_m} follows |m| best (|r| = "
+             f"{abs(table['abs_magnetization'][best_m]):.2f}), read the transition from it"
+             if best_m != order_dim else "")
+    return (f"order_parameter: the most informative latent z{order_dim} correlates more with "
+            f"the energy (|r| = {r_e:.2f}) than |z{order_dim}| with |m| (|r| = {r_m:.2f}): it "
+            f"learned the energy (temperature), not the order parameter, so critical_point "
+            f"will locate the wrong thing. Give the decoder the local correlations instead "
+            f"(likelihood=spin_multiscale for Ising), or add latents (latent_dim=3) or train "
+            f"longer{other}.")
+
+
+def order_parameter(run: RunContext) -> EvaluationResult:
+    """Pearson r of every latent (posterior mean; |mean| for |m|) with the observables;
+    warns when the most informative latent follows the energy more than |m|."""
+    model, data = run.model, run.heldout
+    mu, logvar = bv.encode(model, data)
+    table = correlation_table(mu, data)
+    mu = mu - mu.mean(axis=0)
+    names = list(data.factor_names)
     pc1 = first_component(data)
     best = {name: int(np.argmax(np.abs(r))) for name, r in table.items()}
     metrics: dict[str, Any] = {
@@ -75,8 +123,12 @@ def order_parameter(run: RunContext) -> EvaluationResult:
         "best_abs_r": {name: abs(table[name][d]) for name, d in best.items()},
         "pca_abs_r": {name: abs(_pearson(np.abs(pc1) if name == "abs_magnetization" else pc1,
                                          data.factors[:, j])) for j, name in enumerate(names)},
-        "order_latent": order_latent(model, mu, logvar),
+        "order_latent": order_latent(model, mu, logvar, data.covariates),
     }
+    message = energy_warning(table, metrics["order_latent"])
+    metrics["warning"] = message
+    if message:
+        warnings.warn(message, LatentWarning, stacklevel=2)
     control_name, control = _control(data)
     fig = _latent_vs_control(mu, control, control_name, metrics["order_latent"],
                              best.get("abs_magnetization"))
@@ -101,9 +153,11 @@ def critical_point(run: RunContext) -> EvaluationResult:
     """Critical point from the most informative latent alone, and from PCA's first
     component, by the susceptibility peak and the inflection of the mean |value|."""
     model, data = run.model, run.heldout
+    if "L" in data.metadata:  # data of several sizes records L per configuration
+        scaling.require_one_size(data.metadata["L"], "critical_point")
     control_name, control = _control(data)
     mu, logvar = bv.encode(model, data)
-    dim = order_latent(model, mu, logvar)
+    dim = order_latent(model, mu, logvar, data.covariates)
     n_sites = int(np.prod(data.event_shape))
     per_t = control_name == "temperature"
     # centred: the order parameter's symmetric point is the data's mean (both signs of m
@@ -136,6 +190,52 @@ def critical_point(run: RunContext) -> EvaluationResult:
                 metrics[key.replace("tc_", "rel_error_")] = abs(metrics[key] - exact) / exact
     fig = _susceptibility_figure(latent, pca, metrics, control_name, dim)
     return EvaluationResult(metrics=metrics, figures={"susceptibility": fig})
+
+
+def finite_size_scaling(run: RunContext) -> EvaluationResult:
+    """Finite-size scaling of the most informative latent across the data's lattice sizes
+    (metadata "L"), beside the same analysis of the Monte Carlo |m|: Binder crossings per
+    pair of sizes, their extrapolation and a collapse fitting Tc and nu. Exact values
+    (attrs "tc_exact") are only drawn as references."""
+    model, data = run.model, run.heldout
+    if "L" not in data.metadata or len(np.unique(data.metadata["L"])) < scaling.MIN_SIZES:
+        found = sorted({int(v) for v in np.atleast_1d(data.metadata.get("L", data.attrs.get(
+            "L", 0)))})
+        raise ConfigError(f"finite_size_scaling needs data of at least {scaling.MIN_SIZES} "
+                          f"lattice sizes (metadata 'L', e.g. the ising2d_sizes dataset); "
+                          f"this data has L = {found}.")
+    control_name, control = _control(data)
+    sizes = np.asarray(data.metadata["L"])
+    mu, logvar = bv.encode(model, data)
+    dim = order_latent(model, mu, logvar, data.covariates)
+    metrics: dict[str, Any] = {"control": control_name, "latent_dim": dim,
+                               "sizes": sorted({int(s) for s in sizes})}
+    figures = {}
+    abs_m = data.factors[:, list(data.factor_names).index("abs_magnetization")]
+    reference = {"exact Tc": float(data.attrs["tc_exact"])} if "tc_exact" in data.attrs else {}
+    for name, values in (("latent", mu[:, dim] - mu[:, dim].mean()), ("mc_abs_m", abs_m)):
+        try:
+            curves = scaling.binder_curves(values, control, sizes, control_name=control_name,
+                                           seed=run.seed)
+        except DataError as exc:
+            raise DataError(f"finite_size_scaling on the {run.split} data: {exc} Evaluate on "
+                            f"more configurations (betavae evaluate RUN --data "
+                            f"ising2d_sizes -o samples=...).") from exc
+        found = scaling.crossings(curves)
+        fit = scaling.collapse(curves, n_boot=20)
+        ext = scaling.extrapolate_crossings(found, fit.nu)
+        metrics[name] = {
+            "crossings": [{"sizes": list(c.sizes), "control": c.control, "error": c.error,
+                           "note": c.note} for c in found],
+            "extrapolated": {"tc": ext.tc, "error": ext.tc_error, "note": ext.note},
+            "collapse": {"tc": fit.tc, "tc_error": fit.tc_error, "nu": fit.nu,
+                         "nu_error": fit.nu_error, "quality": fit.quality},
+        }
+        figures[f"{name}_binder"] = scaling.binder_figure(curves, found, reference)
+        figures[f"{name}_collapse"] = scaling.collapse_figure(curves, fit)
+    if reference:
+        metrics["tc_exact"] = reference["exact Tc"]
+    return EvaluationResult(metrics=metrics, figures=figures)
 
 
 def _finite(value: float) -> float | None:

@@ -42,18 +42,26 @@ def register_datasets(register: bv.Register) -> None:
         help="2D Ising spins from Monte Carlo (Wolff near Tc, Metropolis elsewhere).",
     ))
     register(bv.Dataset(
+        name="ising2d_sizes", domain=DOMAIN, load=bv.lazy(f"{IMPL}.datasets:load_ising2d_sizes"),
+        has_factors=True, defaults=_suggested(),
+        options={"sizes": "16,24,32", "t_min": 1.6, "t_max": 3.2, "n_temperatures": 21,
+                 "samples": 200, "seed": 0},
+        help="2D Ising spins of several sizes for one model (padded; lattice_fcn, "
+             "spin_padded).",
+    ))
+    register(bv.Dataset(
         name="xy2d", domain=DOMAIN, load=bv.lazy(f"{IMPL}.datasets:load_xy2d"),
         has_factors=True, defaults=_suggested(),
         options={"L": 16, "t_min": 0.4, "t_max": 1.6, "n_temperatures": 13, "samples": 200,
                  "seed": 0},
-        help="2D XY angles from Monte Carlo (Metropolis + over-relaxation).",
+        help="2D XY angles from Monte Carlo (Metropolis + over-relaxation, Wolff near T_BKT).",
     ))
     register(bv.Dataset(
         name="phi4_2d", domain=DOMAIN, load=bv.lazy(f"{IMPL}.datasets:load_phi4_2d"),
         has_factors=True, defaults=_suggested(),
         options={"L": 16, "k_min": 0.25, "k_max": 0.45, "n_kappas": 11, "samples": 200,
                  "lam": 1.0, "seed": 0},
-        help="2D phi^4 scalar fields from Monte Carlo across the hopping parameter kappa.",
+        help="2D phi^4 fields from Monte Carlo across kappa (Wolff embedding near kappa_c).",
     ))
 
 
@@ -79,6 +87,10 @@ def register_likelihoods(register: bv.Register) -> None:
         help="+-1 spins drawn coarse to fine with learned couplings (correlated sites).",
     ))
     register(bv.LikelihoodSpec(
+        name="spin_padded", domain=DOMAIN, build=bv.lazy(f"{IMPL}.multisize:PaddedSpin"),
+        help="Factorised +-1 spins of several sizes padded with 0 (padding not scored).",
+    ))
+    register(bv.LikelihoodSpec(
         name="von_mises", domain=DOMAIN, build=bv.lazy(f"{IMPL}.likelihoods:VonMises"),
         help="Von Mises per site, for angles (XY model).",
     ))
@@ -90,6 +102,13 @@ def register_architectures(register: bv.Register) -> None:
         name="lattice_conv", domain=DOMAIN,
         build=bv.lazy(f"{IMPL}.architecture:build_lattice_conv"), options=CONV_OPTIONS,
         help="Convolutions with periodic padding for L x L fields (channels, hidden).",
+    ))
+    register(bv.Architecture(
+        name="lattice_fcn", domain=DOMAIN,
+        build=bv.lazy(f"{IMPL}.multisize:build_lattice_fcn"),
+        options={"channels": 16, "hidden": 64},
+        help="Fully convolutional, periodic, global pooling: one encoder for several L "
+             "(padded spin items).",
     ))
     register(bv.Architecture(
         name="lattice_conv_angles", domain=DOMAIN,
@@ -109,11 +128,20 @@ def register_evaluations(register: bv.Register) -> None:
     register(bv.Evaluation(
         name="critical_point", domain=DOMAIN,
         evaluate=bv.lazy(f"{IMPL}.evaluations:critical_point"),
+        applies=bv.lazy(f"{IMPL}.multisize:one_size"),
         help="Critical point from the latent space alone vs PCA (and the exact Tc).",
+    ))
+    register(bv.Evaluation(
+        name="finite_size_scaling", domain=DOMAIN,
+        evaluate=bv.lazy(f"{IMPL}.evaluations:finite_size_scaling"), requires_factors=True,
+        applies=bv.lazy(f"{IMPL}.multisize:several_sizes"),
+        help="Binder crossings and a (Tc, nu) collapse of the latent across lattice sizes, "
+             "beside Monte Carlo |m|.",
     ))
     register(bv.Evaluation(
         name="generated_physics", domain=DOMAIN,
         evaluate=bv.lazy(f"{IMPL}.evaluations:generated_physics"), options={"controls": None},
+        applies=bv.lazy(f"{IMPL}.multisize:one_size"),
         help="Energy and |m| of configurations decoded around MC ones (Wasserstein); "
              "controls=T1,T2,... (default: three per model).",
     ))

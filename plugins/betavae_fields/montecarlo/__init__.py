@@ -6,8 +6,10 @@ array instead of Python overhead on many small ones. The modules, by role:
 
 - `blocked`: the blocked checkerboard layout (C, 2, 2, L/2, L/2) the chains hold their
   lattices in, so each Metropolis pass touches one contiguous sublattice;
-- `ising` (Wolff near Tc, Metropolis elsewhere), `xy` (Metropolis + over-relaxation),
-  `phi4` (Metropolis across kappa): one chains object and one public sampler each;
+- `ising` (Wolff near Tc, Metropolis elsewhere), `xy` (Metropolis + over-relaxation, plus
+  Wolff reflections near T_BKT), `phi4` (Metropolis across kappa, plus the Wolff
+  embedding near kappa_c): one chains object and one public sampler each;
+- `cluster`: the batched embedded Wolff clusters that `xy` and `phi4` share;
 - `schedule`: thermalisation with adaptation, the pilot run that measures tau, and the
   thinned collection every sampler shares; `autocorrelation`: tau itself;
 - `observables` (energy, magnetisation; also for generated configurations), `exact`

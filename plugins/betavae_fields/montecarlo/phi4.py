@@ -1,4 +1,5 @@
-"""2D phi^4 chains: checkerboard Metropolis with adapted steps, across kappa.
+"""2D phi^4 chains: checkerboard Metropolis with adapted steps, across kappa, plus the
+Wolff embedding (Brower and Tamayo 1989) for the kappas in a window around kappa_c.
 
 With the default lam = 1 the Ising-class transition lies at kappa_c = 0.339 +- 0.003
 (KAPPA_C_PHI4), measured with this sampler from Binder-cumulant crossings (L = 8/16 cross
@@ -15,6 +16,7 @@ import numpy as np
 
 from . import checks
 from .blocked import COLOURS, colour0_bond_sum, from_blocked, neighbour_sum, to_blocked
+from .cluster import ClusterUpdates, in_window
 from .ensemble import Ensemble
 from .observables import phi4_observables
 from .schedule import (
@@ -31,20 +33,29 @@ from .schedule import (
 
 KAPPA_C_PHI4: float = 0.339  # for the default lam = 1.0 (measured, see the module docstring)
 DEFAULT_LAM = 1.0
+#: kappas that get Wolff-embedding cluster flips by default: around KAPPA_C_PHI4, where
+#: Metropolis slows down (tau measured in benchmarks/fields_mc.py).
+WOLFF_WINDOW_PHI4 = (0.3, 0.4)
 
 
 class Phi4Chains(AdaptiveStep):
-    """phi^4 chains: blocked field float32, checkerboard Metropolis with adapted step."""
+    """phi^4 chains: blocked field float32; a sweep is one checkerboard Metropolis pass
+    (adapted step) and, for the chains marked in `wolff`, embedded Wolff clusters."""
 
     max_width = 10.0
 
     def __init__(self, phi: np.ndarray, kappa: np.ndarray, lam: float,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, wolff: np.ndarray | None = None,
+                 group: np.ndarray | None = None) -> None:
         self.phi = to_blocked(phi)
         self.kappa = kappa
         self.lam = np.float32(lam)
         self.rng = rng
         self.width = np.ones((phi.shape[0], 1, 1), dtype=np.float32)
+        n = phi.shape[0]
+        self.wolff = ClusterUpdates(
+            phi.shape[1], 2.0 * kappa, np.zeros(n, bool) if wolff is None else wolff,
+            np.zeros(n, np.int64) if group is None else group)
         self._derive()
         self._reset_stats()
 
@@ -55,6 +66,25 @@ class Phi4Chains(AdaptiveStep):
         for colour in COLOURS:
             for p, q in colour:
                 self._metropolis(p, q)
+        if self.wolff.any:
+            self.wolff_sweep()
+
+    def wolff_sweep(self) -> None:
+        """The adapted number of embedded clusters per Wolff chain: the signs of phi form
+        an Ising model with couplings 2 kappa |phi_i phi_j| (the local terms are even in
+        phi), so a cluster grown with 1 - exp(-4 kappa phi_i phi_j) flips its sign."""
+        flat = self.phi.reshape(-1)
+        for chains in self.wolff.rounds():
+            members = self.wolff.grow(chains, self.rng, lambda i, c: flat[i])
+            flat[members] = -flat[members]
+
+    def adapt(self) -> None:
+        super().adapt()
+        self.wolff.adapt()
+
+    def describe(self, chain_ctrl: np.ndarray, n_ctrl: int) -> dict:
+        return {**super().describe(chain_ctrl, n_ctrl),
+                **self.wolff.describe(chain_ctrl, n_ctrl)}
 
     def _metropolis(self, p: int, q: int) -> None:
         f = self.phi[:, p, q]
@@ -84,6 +114,7 @@ class Phi4Chains(AdaptiveStep):
     def keep(self, idx: np.ndarray) -> None:
         self.phi = np.ascontiguousarray(self.phi[idx])
         self.kappa, self.width, self.accepted = self.kappa[idx], self.width[idx], self.accepted[idx]
+        self.wolff.keep(idx)
         self._derive()
 
 
@@ -98,14 +129,18 @@ def sample_phi4(
     n_therm: int | None = None,
     n_pilot: int | None = None,
     max_spacing: int = MAX_SPACING,
+    wolff_window: tuple[float, float] = WOLFF_WINDOW_PHI4,
 ) -> Ensemble:
     """Equilibrium 2D phi^4 configurations for each hopping parameter kappa (>= 0).
 
     Action S = sum_x [-2 kappa sum_mu phi_x phi_{x+mu} + phi_x^2 + lam (phi_x^2 - 1)^2],
     sampled with checkerboard Metropolis (step width adapted toward 50% acceptance).
     kappa = 0 decouples the sites. For lam = 1 the Ising-class transition is at
-    kappa_c ~ 0.339 (KAPPA_C_PHI4; ordered above); Metropolis slows down there, so spacings may hit
-    max_spacing (recorded in params["spacing_capped"]).
+    kappa_c ~ 0.339 (KAPPA_C_PHI4; ordered above), where Metropolis slows down; for kappas
+    inside `wolff_window` (default around it) each sweep adds Wolff-embedding cluster
+    flips of the sign field, as many as flip about one lattice (adapted during
+    thermalisation, then fixed); `wolff_window=(0, 0)` turns them off. Spacings that hit
+    max_spacing are recorded in params["spacing_capped"].
     Defaults: min(n_per_kappa, 8) chains per kappa, 300 + 300 sweeps.
     """
     L, n_per, seed, n_chains, n_therm, n_pilot, max_spacing = common_counts(
@@ -113,18 +148,22 @@ def sample_phi4(
         ("n_per_kappa", "chains_per_kappa"), (300, 300))
     lam = checks.positive_float(lam, "lam")
     kappas = checks.control_values(kappas, "kappas", allow_zero=True)
+    window = checks.window(wolff_window)
+    wolff = in_window(kappas, window) & (kappas > 0)
     rng = np.random.default_rng(seed)
     chain_ctrl, chain_rank = chain_layout(np.arange(kappas.size), n_chains)
     signs = balanced_signs(rng, chain_ctrl, chain_rank, kappas.size).astype(np.float32)
     phi = np.ascontiguousarray(np.broadcast_to(signs[:, None, None], (signs.size, L, L)))
-    chains = Phi4Chains(phi, kappas[chain_ctrl], lam, rng)
+    chains = Phi4Chains(phi, kappas[chain_ctrl], lam, rng, wolff[chain_ctrl], chain_ctrl.copy())
     run = run_schedule(chains, chain_ctrl, chain_rank, n_chains, n_per, n_therm, n_pilot,
                         max_spacing)
     action, mag = phi4_observables(run.configs, kappas[run.ctrl], lam)
     params = {
         "model": "phi4", "L": L, "kappas": kappas.tolist(), "lam": lam,
         "n_per_kappa": n_per, "seed": seed, "chains_per_kappa": n_chains,
-        "update": "metropolis", "target_acceptance": TARGET_ACCEPTANCE,
+        "wolff_window": list(window),
+        "update": ["metropolis+wolff" if w else "metropolis" for w in wolff],
+        "target_acceptance": TARGET_ACCEPTANCE,
         **schedule_params(n_therm, n_pilot, max_spacing, kappas, run),
     }
     return build_ensemble("phi4", "kappa", kappas, run, action, mag, params)

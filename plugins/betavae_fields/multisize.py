@@ -1,0 +1,186 @@
+"""One model for several lattice sizes: padded items, a fully convolutional encoder with
+global pooling, a spatial-broadcast decoder and a spin likelihood that skips padding.
+
+The core stacks items into one (n, Lmax, Lmax) tensor, so configurations of side
+L < Lmax sit in the top-left corner and the rest is 0 (never a spin value): `pad` builds
+such data and `sides` reads each item's L back from it. The encoder groups a minibatch
+by L, crops each group to L x L, runs circular convolutions on that torus and averages
+the features over its sites, so the latent is an intensive quantity that means the same
+at every L. The decoder broadcasts z over an Lmax x Lmax torus and refines it with
+circular convolutions; `spin_padded` scores only the sites inside each item's L x L
+square (padding contributes nothing) and draws 0 there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from betavae_core import ArchitectureRequest, ConfigError, DataError, EncoderOutput, Likelihood
+
+from .lattice import lattice_size
+
+PAD = 0.0
+
+
+def pad(configs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (n_k, L_k, L_k) spin arrays of several sizes into (n, Lmax, Lmax) with PAD
+    outside each item's square; returns the stack and L per item."""
+    sides = [int(c.shape[-1]) for c in configs]
+    top = max(sides)
+    out = np.full((sum(len(c) for c in configs), top, top), PAD, dtype=np.float32)
+    start = 0
+    for c, L in zip(configs, sides, strict=True):
+        out[start:start + len(c), :L, :L] = c
+        start += len(c)
+    return out, np.repeat(sides, [len(c) for c in configs])
+
+
+def sides(x: torch.Tensor) -> torch.Tensor:
+    """L of each padded item: the number of non-padding sites in its first row."""
+    return (x[:, 0, :] != PAD).sum(dim=1)
+
+
+def valid_mask(L: torch.Tensor, top: int) -> torch.Tensor:
+    """(n, top, top) bool: True inside each item's L x L square."""
+    idx = torch.arange(top, device=L.device)
+    inside = idx[None, :] < L[:, None]
+    return inside[:, :, None] & inside[:, None, :]
+
+
+def _conv(c_in: int, c_out: int, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, padding=dilation, dilation=dilation,
+                     padding_mode="circular")
+
+
+class PooledEncoder(nn.Module):
+    """Per L group: circular convs (dilations 1, 2, 4) on the L x L torus, then the mean
+    and the mean square of each feature over the sites -> dense -> (mu, logvar)."""
+
+    def __init__(self, request: ArchitectureRequest, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            _conv(1, channels), nn.SiLU(), _conv(channels, channels, 2), nn.SiLU(),
+            _conv(channels, channels, 4), nn.SiLU())
+        self.dense = nn.Sequential(nn.Linear(2 * channels + request.covariate_dim, hidden),
+                                   nn.SiLU())
+        self.head = nn.Linear(hidden, 2 * request.latent_dim)
+        self.channels = channels
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, 2 channels): site means of the features and of their squares, per item."""
+        L = sides(x)
+        out = x.new_zeros(x.shape[0], 2 * self.channels)
+        for side in torch.unique(L).tolist():
+            rows = torch.nonzero(L == side).flatten()
+            h = self.convs(x[rows, None, :side, :side])
+            out[rows] = torch.cat([h.mean(dim=(2, 3)), (h * h).mean(dim=(2, 3))], dim=1)
+        return out
+
+    def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> EncoderOutput:
+        h = self.pooled(x)
+        if covariates is not None:
+            h = torch.cat([h, covariates], dim=1)
+        h = self.dense(h)
+        mu, logvar = self.head(h).chunk(2, dim=1)
+        return EncoderOutput(mu, logvar, h)
+
+
+class BroadcastDecoder(nn.Module):
+    """z -> dense -> a feature vector broadcast over the Lmax x Lmax torus -> circular
+    convs -> (n, params_per_element, Lmax, Lmax); translation invariant, so the square
+    of any L inside it is decoded alike."""
+
+    def __init__(self, request: ArchitectureRequest, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.top = request.event_shape[0]
+        self.dense = nn.Sequential(nn.Linear(request.latent_dim + request.covariate_dim, hidden),
+                                   nn.SiLU(), nn.Linear(hidden, channels), nn.SiLU())
+        self.convs = nn.Sequential(_conv(channels, channels), nn.SiLU(),
+                                   _conv(channels, request.params_per_element))
+
+    def forward(self, z: torch.Tensor, covariates: torch.Tensor | None = None,
+                skip: torch.Tensor | None = None) -> torch.Tensor:
+        h = z if covariates is None else torch.cat([z, covariates], dim=1)
+        h = self.dense(h)[:, :, None, None].expand(-1, -1, self.top, self.top)
+        return self.convs(h.contiguous())
+
+
+def build_lattice_fcn(request: ArchitectureRequest) -> tuple[nn.Module, nn.Module]:
+    """Encoder and decoder for padded spin items of several sizes; `request.options` may
+    set `channels` (default 16) and `hidden` (default 64)."""
+    channels = int(request.options.get("channels", 16))
+    hidden = int(request.options.get("hidden", 64))
+    if channels < 1 or hidden < 1:
+        raise ConfigError(f"channels and hidden must be >= 1; got {channels}, {hidden}.")
+    lattice_size(request.event_shape)
+    return PooledEncoder(request, channels, hidden), BroadcastDecoder(request, channels, hidden)
+
+
+class PaddedSpinField:
+    """Independent +-1 spins inside each item's square; padding has probability one."""
+
+    def __init__(self, logits: torch.Tensor, mask: torch.Tensor | None) -> None:
+        self.logits, self.mask = logits, mask
+
+    def _mask_for(self, x: torch.Tensor) -> torch.Tensor:
+        return valid_mask(sides(x), x.shape[-1]) if self.mask is None else self.mask
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        terms = F.logsigmoid(x * self.logits) * self._mask_for(x)
+        return terms.flatten(1).sum(dim=1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        m = torch.tanh(0.5 * self.logits)
+        return m if self.mask is None else m * self.mask
+
+    def sample(self) -> torch.Tensor:
+        with torch.no_grad():
+            s = torch.where(torch.rand_like(self.logits) < torch.sigmoid(self.logits), 1.0, -1.0)
+            return s if self.mask is None else s * self.mask
+
+
+class PaddedSpin(Likelihood):
+    """Factorised Bernoulli on +-1 spins of several sizes, padded with 0 to one side.
+
+    Context "L" (one per item, as `multisize` datasets carry it) gives each item's side
+    for sampling; without it, log_prob reads L from the data and samples fill Lmax."""
+
+    params_per_element = 1
+
+    def __init__(self, event_shape: tuple[int, ...]) -> None:
+        super().__init__(event_shape)
+        lattice_size(self.event_shape)
+
+    def check_data(self, x: torch.Tensor) -> None:
+        super().check_data(x)
+        L = sides(x)
+        inside = valid_mask(L, x.shape[-1])
+        bad = torch.where(inside, (x != 1) & (x != -1), x != PAD)
+        if bad.any():
+            item = int(torch.nonzero(bad.flatten(1).any(dim=1))[0, 0])
+            raise DataError(
+                f"spin_padded needs +-1 spins in the top-left L x L square of each item and "
+                f"0 elsewhere; item {item} (L = {int(L[item])} from its first row) breaks "
+                f"this ({int(bad[item].sum())} bad sites). Pad with "
+                f"betavae_fields.multisize.pad.")
+
+    def distribution(self, params, context=None) -> PaddedSpinField:
+        logits = params[:, 0]
+        mask = None
+        if context and "L" in context:
+            mask = valid_mask(context["L"].to(logits.device).long(), logits.shape[-1])
+        return PaddedSpinField(logits, mask)
+
+
+def several_sizes(data) -> bool:
+    """Whether the data holds configurations of two or more lattice sizes (metadata L)."""
+    return "L" in data.metadata and len(np.unique(np.asarray(data.metadata["L"]))) > 1
+
+
+def one_size(data) -> bool:
+    """The opposite of `several_sizes`: evaluations of one L run on such data only."""
+    return not several_sizes(data)

@@ -1,0 +1,468 @@
+"""Finite-size scaling from one observable per configuration, with no known critical values.
+
+The observable is whatever the caller reads off each configuration: the most informative
+latent coordinate of a model trained on several lattice sizes, or |m| from Monte Carlo.
+With its control value (temperature, or kappa) and lattice side L per configuration:
+
+- `binder_curves`: U_L = 1 - <o^4> / (3 <o^2>^2) per L and control value, with bootstrap
+  errors (configurations resampled within each (L, control) cell);
+- `crossings`: where U_L and U_L' cross, for each pair of sizes, by a weighted line through
+  the points around the one significant sign change of U_L - U_L' (a pair whose curves do
+  not cross inside the range gets `control=None` and a note saying so, never a value);
+- `extrapolate_crossings`: the crossings to L -> oo, T*(L, L') = Tc + a L_eff^(-1/nu),
+  L_eff = sqrt(L L'), nu from the collapse;
+- `collapse`: Tc and nu fitted together by making U_L against (T - Tc) L^(1/nu) fall on one
+  curve (the pairwise-interpolation quality of Houdayer and Hartmann 2004), with bootstrap
+  errors;
+- `binder_figure`, `collapse_figure`: the plots.
+
+U does not depend on the observable's scale, so a latent works as well as m. Universal
+values (U* = 0.61069 for 2D Ising, Onsager's Tc, nu = 1) are never inputs here: callers may
+draw them on the figures as references.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+from matplotlib.figure import Figure
+from scipy.optimize import minimize
+
+from betavae_core import ConfigError, DataError
+
+MIN_SIZES = 2
+MIN_CONTROLS = 4  # per size, shared by the sizes a crossing compares
+MIN_PER_CELL = 8  # configurations per (L, control) for a Binder cumulant
+NU_RANGE = (0.2, 5.0)  # the collapse searches nu here, and Tc inside the data's range
+
+
+@dataclass
+class BinderCurves:
+    """U_L(control) per lattice side L with bootstrap errors and replicas."""
+
+    control_name: str
+    sizes: list[int]
+    control: dict[int, np.ndarray]
+    binder: dict[int, np.ndarray]
+    error: dict[int, np.ndarray]
+    replicas: dict[int, np.ndarray]  # (n_boot, n_control) per L
+    counts: dict[int, np.ndarray]
+
+
+@dataclass
+class Crossing:
+    """Where U_a and U_b cross (control None: no crossing in the range; note says why)."""
+
+    sizes: tuple[int, int]
+    control: float | None
+    error: float | None
+    found_fraction: float  # share of bootstrap replicas that cross near the same point
+    note: str = ""
+
+
+@dataclass
+class CrossingExtrapolation:
+    """T*(L, L') = tc + slope * L_eff^(-1/nu) fitted to the crossings found."""
+
+    tc: float | None
+    tc_error: float | None
+    slope: float | None
+    nu: float
+    used: list[tuple[int, int]] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class Collapse:
+    """Tc and nu that make U_L against (T - Tc) L^(1/nu) one curve."""
+
+    tc: float
+    nu: float
+    tc_error: float | None
+    nu_error: float | None
+    quality: float  # mean squared mismatch in units of the errors (about 1: collapsed)
+    window: tuple[float, float]
+
+
+# --- Binder cumulants -----------------------------------------------------------------
+
+
+def _check_inputs(values, control, sizes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    c = np.asarray(control, dtype=np.float64).ravel()
+    s = np.asarray(sizes).ravel()
+    if not (v.size == c.size == s.size):
+        raise DataError(f"values, control and sizes must have one entry per configuration; "
+                        f"got {v.size}, {c.size} and {s.size}.")
+    for name, a in (("values", v), ("control", c)):
+        bad = np.flatnonzero(~np.isfinite(a))
+        if bad.size:
+            raise DataError(f"{name} is not finite at configuration {int(bad[0])} "
+                            f"({bad.size} in all); drop those configurations first.")
+    if not np.all(s == np.round(s)) or np.any(s < 2):
+        raise DataError(f"sizes must be lattice sides (integers >= 2); got {np.unique(s)[:5]}")
+    return v, c, s.astype(np.int64)
+
+
+def binder_curves(values, control, sizes, *, n_boot: int = 200, seed: int = 0,
+                  control_name: str = "temperature") -> BinderCurves:
+    """Binder cumulant of `values` per lattice side and control value, bootstrap errors.
+
+    values, control and sizes hold one entry per configuration. Even moments only, so a
+    signed observable and its absolute value give the same U; centre a latent on its
+    symmetric point first. Needs >= 2 sizes and >= 4 control values per size with
+    >= 8 configurations each.
+    """
+    v, c, s = _check_inputs(values, control, sizes)
+    grid_sizes = sorted(int(L) for L in np.unique(s))
+    if len(grid_sizes) < MIN_SIZES:
+        raise DataError(f"finite-size scaling needs configurations of at least {MIN_SIZES} "
+                        f"lattice sizes (3 or more to extrapolate); got L = {grid_sizes}.")
+    if int(n_boot) < 10:
+        raise ConfigError(f"n_boot must be >= 10 for a bootstrap error; got {n_boot}.")
+    rng = np.random.default_rng(seed)
+    out = BinderCurves(control_name, grid_sizes, {}, {}, {}, {}, {})
+    for L in grid_sizes:
+        cv, vv = c[s == L], v[s == L]
+        grid = np.unique(cv)
+        if grid.size < MIN_CONTROLS:
+            raise DataError(
+                f"a Binder crossing needs at least {MIN_CONTROLS} {control_name} values per "
+                f"lattice size; L = {L} has {grid.size} ({', '.join(f'{g:g}' for g in grid)}).")
+        counts = np.array([np.sum(cv == g) for g in grid])
+        if counts.min() < MIN_PER_CELL:
+            g = grid[int(np.argmin(counts))]
+            raise DataError(f"L = {L} at {control_name} = {g:g} has {counts.min()} "
+                            f"configurations; a Binder cumulant needs at least {MIN_PER_CELL}.")
+        u, reps = zip(*(_binder_boot(vv[cv == g], int(n_boot), rng) for g in grid),
+                      strict=True)
+        out.control[L], out.binder[L] = grid, np.array(u)
+        out.replicas[L] = np.stack(reps, axis=1)
+        out.error[L], out.counts[L] = out.replicas[L].std(axis=0, ddof=1), counts
+    return out
+
+
+def _binder(m2: np.ndarray, m4: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1.0 - m4 / (3.0 * m2 * m2)
+
+
+def _binder_boot(x: np.ndarray, n_boot: int, rng: np.random.Generator
+                 ) -> tuple[float, np.ndarray]:
+    x2 = x * x
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    reps = _binder(x2[idx].mean(axis=1), (x2 * x2)[idx].mean(axis=1))
+    return float(_binder(x2.mean(), (x2 * x2).mean())), reps
+
+
+# --- crossings ------------------------------------------------------------------------
+
+
+def _common(curves: BinderCurves, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Common control grid of sizes a and b and the indices into each."""
+    common, ia, ib = np.intersect1d(curves.control[a], curves.control[b], return_indices=True)
+    if common.size < MIN_CONTROLS:
+        raise DataError(
+            f"crossing L = {a} with L = {b} needs at least {MIN_CONTROLS} {curves.control_name} "
+            f"values they share; they share {common.size}. Sample both on one grid.")
+    return common, ia, ib
+
+
+def _fit(t: np.ndarray, u: np.ndarray, err: np.ndarray, degree: int):
+    """Weighted least-squares polynomial U(t) (numpy Polynomial on t's domain)."""
+    return np.polynomial.Polynomial.fit(t, u, degree, w=1.0 / np.maximum(err, 1e-12))
+
+
+def _root(t: np.ndarray, ua, ea, ub, eb, degree: int, near: float | None = None
+          ) -> float | None:
+    """Where the smooth fits of U_a and U_b cross inside [t0, t-1]: the root of their
+    difference with the steepest slope (or the one nearest `near`); None if none."""
+    diff = _fit(t, ua, ea, degree) - _fit(t, ub, eb, degree)
+    r = diff.roots()
+    r = r[np.abs(r.imag) < 1e-9].real
+    r = r[(r >= t[0]) & (r <= t[-1])]
+    if not r.size:
+        return None
+    if near is not None:
+        return float(r[np.argmin(np.abs(r - near))])
+    return float(r[np.argmax(np.abs(diff.deriv()(r)))])
+
+
+def _local_root(t, ua, ea, ub, eb, degree: int, points: int, start: float | None
+                ) -> float | None:
+    """Root of the smoothed difference, refined twice on the `points` grid values nearest
+    the current estimate (a sigmoid is only locally a low polynomial)."""
+    root = start if start is not None else _root(t, ua, ea, ub, eb, min(3, t.size - 2))
+    for _ in range(2):
+        if root is None:
+            return None
+        sel = np.sort(np.argsort(np.abs(t - root), kind="stable")[:points])
+        root = _root(t[sel], ua[sel], ea[sel], ub[sel], eb[sel],
+                     min(degree, sel.size - 2), near=root)
+    return root
+
+
+def _sides_z(t: np.ndarray, d: np.ndarray, err: np.ndarray, root: float) -> float:
+    """Evidence that U_a - U_b has opposite signs on the two sides of the root: the
+    smaller of the largest z-score of one sign left of it and of the other sign right of
+    it. A crossing separates significant differences; a sign change inside the noise
+    does not."""
+    z = d / np.maximum(err, 1e-12)
+    left, right = z[t < root], z[t > root]
+    best = 0.0
+    for sign in (1.0, -1.0):
+        best = max(best, min((-sign * left).max(initial=0.0), (sign * right).max(initial=0.0)))
+    return float(best)
+
+
+def crossings(curves: BinderCurves, pairs: list[tuple[int, int]] | None = None,
+              degree: int = 2, points: int = 7, min_found: float = 0.5,
+              z_min: float = 2.0) -> list[Crossing]:
+    """Binder crossings for each pair of sizes (default: every pair, smaller first).
+
+    U_a - U_b is smoothed by weighted polynomials: a cubic over the pair's common grid
+    gives a first root (the steepest if several), then a polynomial of `degree` through
+    the `points` grid values nearest it refines it, twice. Its error is the spread of the
+    same estimate over the bootstrap replicas. When the curves do not cross inside the
+    grid, when the differences are not z_min standard errors away from zero with
+    opposite signs on its two sides (a sign change inside the noise), or when fewer than
+    `min_found` of the replicas cross, the pair is reported without a value and a note
+    saying why.
+    """
+    if pairs is None:
+        pairs = list(combinations(curves.sizes, 2))
+    missing = sorted({L for p in pairs for L in p} - set(curves.sizes))
+    if missing:
+        raise ConfigError(f"crossings: no curves for L = {missing}; the data has L = "
+                          f"{curves.sizes}.")
+    out = []
+    for a, b in pairs:
+        t, ia, ib = _common(curves, a, b)
+        ea, eb = curves.error[a][ia], curves.error[b][ib]
+        root = _local_root(t, curves.binder[a][ia], ea, curves.binder[b][ib], eb, degree,
+                           points, None)
+        span = f"[{t[0]:g}, {t[-1]:g}]"
+        if root is None:
+            d = curves.binder[a][ia] - curves.binder[b][ib]
+            side = "above" if d.mean() > 0 else "below"
+            out.append(Crossing((a, b), None, None, 0.0,
+                                f"U_{a} and U_{b} do not cross in {span}: U_{a} stays {side} "
+                                f"U_{b}, so there is no crossing in the range"))
+            continue
+        d = curves.binder[a][ia] - curves.binder[b][ib]
+        z = _sides_z(t, d, np.hypot(ea, eb), root)
+        if z < z_min:
+            out.append(Crossing((a, b), None, None, 0.0,
+                                f"U_{a} - U_{b} changes sign in {span} (near {root:.4g}) only "
+                                f"within its errors (sides {z:.1f} sigma < {z_min:g}): no "
+                                f"crossing can be located there; sample more configurations"))
+            continue
+        roots = [_local_root(t, ra[ia], ea, rb[ib], eb, degree, points, root)
+                 for ra, rb in zip(curves.replicas[a], curves.replicas[b], strict=True)
+                 if np.all(np.isfinite(ra[ia])) and np.all(np.isfinite(rb[ib]))]
+        found = np.array([r for r in roots if r is not None])
+        share = found.size / max(1, curves.replicas[a].shape[0])
+        if share < min_found:
+            out.append(Crossing((a, b), None, None, share,
+                                f"U_{a} and U_{b} cross in {span} in only {share:.0%} of the "
+                                f"bootstrap replicas: within the errors, no crossing can be "
+                                f"located; sample more configurations"))
+            continue
+        out.append(Crossing((a, b), root, float(np.std(found, ddof=1)), share))
+    return out
+
+
+def extrapolate_crossings(found: list[Crossing], nu: float) -> CrossingExtrapolation:
+    """Weighted fit T*(L, L') = Tc + a L_eff^(-1/nu), L_eff = sqrt(L L'), to the crossings
+    found (at least two, of distinct L_eff). nu should come from `collapse`, not a table."""
+    if not (np.isfinite(nu) and nu > 0):
+        raise ConfigError(f"nu must be a finite number > 0; got {nu!r}.")
+    ok = [c for c in found if c.control is not None]
+    missing = [c.sizes for c in found if c.control is None]
+    note = f"pairs without a crossing, left out: {missing}" if missing else ""
+    if len({math.sqrt(c.sizes[0] * c.sizes[1]) for c in ok}) < 2:
+        return CrossingExtrapolation(None, None, None, nu, [c.sizes for c in ok],
+                                     ("extrapolation needs crossings of at least 2 pairs of "
+                                      f"sizes; found {len(ok)}. " + note).strip())
+    x = np.array([math.sqrt(c.sizes[0] * c.sizes[1]) ** (-1.0 / nu) for c in ok])
+    y = np.array([c.control for c in ok])
+    e = np.array([c.error if c.error else np.nan for c in ok])
+    e = np.where(np.isfinite(e) & (e > 0), e, np.nanmax(np.append(e, 1e-3)))
+    design = np.stack([np.ones_like(x), x], axis=1) / e[:, None]
+    coef, *_ = np.linalg.lstsq(design, y / e, rcond=None)
+    cov = np.linalg.inv(design.T @ design)
+    dof = len(x) - 2
+    if dof > 0:
+        resid = (y - coef[0] - coef[1] * x) / e
+        cov = cov * max(1.0, float(resid @ resid) / dof)
+    return CrossingExtrapolation(float(coef[0]), float(math.sqrt(cov[0, 0])), float(coef[1]),
+                                 nu, [c.sizes for c in ok], note)
+
+
+# --- data collapse --------------------------------------------------------------------
+
+
+def _collapse_quality(tc: float, nu: float, data: list[tuple[int, np.ndarray, np.ndarray,
+                                                          np.ndarray]],
+                      min_overlap: int) -> float:
+    """Mean of (U_i - U_L'(x_i))^2 / (err_i^2 + err_L'(x_i)^2) over points i of one size
+    that fall inside another size's range of x = (T - Tc) L^(1/nu) (linear interpolation);
+    inf when some pair of sizes overlaps in fewer than min_overlap points."""
+    if not (nu > 0.05 and np.isfinite(tc)):
+        return np.inf
+    scaled = [((t - tc) * L ** (1.0 / nu), u, e) for L, t, u, e in data]
+    total, count = 0.0, 0
+    for i, (xi, ui, ei) in enumerate(scaled):
+        for j, (xj, uj, ej) in enumerate(scaled):
+            if i == j:
+                continue
+            inside = (xi >= xj[0]) & (xi <= xj[-1])
+            if inside.sum() < min_overlap:
+                return np.inf
+            u_at = np.interp(xi[inside], xj, uj)
+            e_at = np.interp(xi[inside], xj, ej)
+            total += float(np.sum((ui[inside] - u_at) ** 2 / (ei[inside] ** 2 + e_at**2)))
+            count += int(inside.sum())
+    return total / count
+
+
+def _fit_collapse(data, t_range: tuple[float, float], start: tuple[float, float] | None,
+                  min_overlap: int) -> tuple[float, float, float]:
+    """(tc, nu, quality): a grid over tc in the range and nu in [0.3, 3], then Nelder-Mead
+    kept inside the range and NU_RANGE."""
+    if start is None:
+        tcs = np.linspace(t_range[0], t_range[1], 41)[1:-1]
+        nus = np.geomspace(0.3, 3.0, 25)
+        q = np.array([[_collapse_quality(a, b, data, min_overlap) for b in nus] for a in tcs])
+        if not np.isfinite(q).any():
+            raise DataError("no (Tc, nu) makes every pair of sizes overlap in scaled "
+                            f"{min_overlap} points; sample more control values around the "
+                            "transition.")
+        i, j = np.unravel_index(int(np.argmin(q)), q.shape)
+        start = (float(tcs[i]), float(nus[j]))
+    def bounded(p: np.ndarray) -> float:  # Tc inside the data's range, nu in NU_RANGE
+        if not (t_range[0] <= p[0] <= t_range[1] and NU_RANGE[0] <= p[1] <= NU_RANGE[1]):
+            return np.inf
+        return _collapse_quality(p[0], p[1], data, min_overlap)
+
+    res = minimize(bounded, np.array(start), method="Nelder-Mead",
+                   options={"xatol": 1e-5, "fatol": 1e-6, "maxiter": 400})
+    return float(res.x[0]), float(res.x[1]), float(res.fun)
+
+
+def collapse(curves: BinderCurves, window: tuple[float, float] | None = None,
+             n_boot: int = 40, min_overlap: int = 3) -> Collapse:
+    """Tc and nu from the collapse of U_L(T) on (T - Tc) L^(1/nu), every size together.
+
+    `window` limits the control values used (default: all; narrow it to the region
+    around the crossings when the range reaches far from the transition). Errors: the
+    spread of the fit over `n_boot` bootstrap replicas of the cumulants.
+    """
+    lo_all = max(curves.control[L][0] for L in curves.sizes)
+    hi_all = min(curves.control[L][-1] for L in curves.sizes)
+    lo, hi = (lo_all, hi_all) if window is None else (float(window[0]), float(window[1]))
+    if not lo < hi:
+        raise ConfigError(f"collapse window must be (low, high) with low < high; got {window}.")
+
+    def cells(u_of):
+        data = []
+        for L in curves.sizes:
+            sel = (curves.control[L] >= lo) & (curves.control[L] <= hi)
+            if sel.sum() < MIN_CONTROLS:
+                raise DataError(f"a collapse needs at least {MIN_CONTROLS} {curves.control_name} "
+                                f"values per size in [{lo:g}, {hi:g}]; L = {L} has {sel.sum()}.")
+            data.append((L, curves.control[L][sel], u_of(L)[sel], curves.error[L][sel]))
+        return data
+
+    tc, nu, quality = _fit_collapse(cells(lambda L: curves.binder[L]), (lo, hi), None,
+                                    min_overlap)
+    fits = []
+    n_reps = min(int(n_boot), min(r.shape[0] for r in curves.replicas.values()))
+    for b in range(n_reps):
+        try:
+            t_b, nu_b, _ = _fit_collapse(cells(lambda L, b=b: curves.replicas[L][b]), (lo, hi),
+                                         (tc, nu), min_overlap)
+        except DataError:
+            continue
+        fits.append((t_b, nu_b))
+    arr = np.array(fits)
+    err = arr.std(axis=0, ddof=1) if len(arr) > 2 else (None, None)
+    return Collapse(tc, nu, None if err[0] is None else float(err[0]),
+                    None if err[1] is None else float(err[1]), quality, (lo, hi))
+
+
+# --- figures --------------------------------------------------------------------------
+
+
+def binder_figure(curves: BinderCurves, found: list[Crossing],
+                  references: dict[str, float] | None = None,
+                  u_reference: float | None = None) -> Figure:
+    """U_L against the control value per L with error bars, and each crossing found.
+
+    references: {label: control value} drawn as grey lines (e.g. an exact Tc); and
+    u_reference a horizontal line (e.g. a universal U*): references only, not inputs."""
+    fig = Figure(figsize=(7.6, 4.0))
+    ax = fig.add_axes((0.1, 0.13, 0.6, 0.78))
+    for L in curves.sizes:
+        ax.errorbar(curves.control[L], curves.binder[L], yerr=curves.error[L], fmt="o-",
+                    ms=3, lw=1, capsize=2, label=f"L = {L}")
+    ax.text(1.03, 1.0, "crossings", transform=ax.transAxes, fontsize=8, va="top",
+            weight="bold")
+    row = 1
+    for c in found:
+        if c.control is not None:
+            err = f" ± {c.error:.4f}" if c.error else ""
+            ax.axvline(c.control, color="tab:red", lw=0.8, ls="--")
+            ax.annotate(f"L = {c.sizes[0]}/{c.sizes[1]}: {c.control:.4f}{err}",
+                        (1.03, 1.0 - 0.06 * row), xycoords="axes fraction", fontsize=7,
+                        color="tab:red", va="top")
+            row += 1
+    missing = [f"{a}/{b}" for (a, b), c in ((c.sizes, c) for c in found) if c.control is None]
+    if missing:
+        fig.text(0.73, 0.12, "no crossing located:\n" + ", ".join(missing), fontsize=7,
+                 color="grey")
+    for label, value in (references or {}).items():
+        ax.axvline(value, color="k", lw=1, label=f"{label} {value:.4g} (reference)")
+    if u_reference is not None:
+        ax.axhline(u_reference, color="grey", lw=1, ls=":",
+                   label=f"U* = {u_reference:.4g} (reference)")
+    ax.set_xlabel(curves.control_name)
+    ax.set_ylabel("Binder cumulant U")
+    ax.legend(frameon=False, fontsize=7)
+    ax.set_title("Binder cumulants per size; crossings dashed")
+    return fig
+
+
+def collapse_figure(curves: BinderCurves, fit: Collapse) -> Figure:
+    """U_L against (T - Tc) L^(1/nu) with the fitted Tc and nu."""
+    fig = Figure(figsize=(5.6, 4.0))
+    ax = fig.add_subplot()
+    for L in curves.sizes:
+        t = curves.control[L]
+        sel = (t >= fit.window[0]) & (t <= fit.window[1])
+        x = (t[sel] - fit.tc) * L ** (1.0 / fit.nu)
+        ax.errorbar(x, curves.binder[L][sel], yerr=curves.error[L][sel], fmt="o", ms=3,
+                    capsize=2, label=f"L = {L}")
+    def pm(err):
+        return f" ± {err:.2g}" if err is not None else ""
+    crit = "Tc" if curves.control_name == "temperature" else f"{curves.control_name}_c"
+    ax.set_xlabel(f"({curves.control_name} − {crit}) L^(1/ν)")
+    ax.set_ylabel("Binder cumulant U")
+    ax.set_title(f"collapse: {crit} = {fit.tc:.4f}{pm(fit.tc_error)}, "
+                 f"ν = {fit.nu:.3f}{pm(fit.nu_error)}", fontsize=9)
+    ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def require_one_size(sizes, what: str) -> int:
+    """The single lattice side of `sizes`; ConfigError naming them when there are several."""
+    found = sorted({int(L) for L in np.atleast_1d(np.asarray(sizes))})
+    if len(found) != 1:
+        raise ConfigError(
+            f"{what} works on configurations of one lattice size; this data has L = "
+            f"{', '.join(map(str, found))}. Subset one size, or use the finite-size scaling "
+            f"of betavae_fields.scaling (binder_curves, crossings, collapse) across them.")
+    return found[0]

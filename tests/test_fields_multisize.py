@@ -1,0 +1,128 @@
+"""One model for several lattice sizes: padding, the pooled encoder, the padded spin
+likelihood, the ising2d_sizes dataset and the finite_size_scaling evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import betavae_core as bv
+from betavae_core import ArchitectureRequest, ConfigError, DataError
+from betavae_fields import evaluations, multisize
+from betavae_fields.datasets import load_ising2d_sizes
+from betavae_fields.likelihoods import Spin
+
+pytestmark = pytest.mark.usefixtures("fresh_plugins")
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("BETAVAE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mc-cache"))
+
+
+@pytest.fixture(scope="module")
+def two_sizes(tmp_path_factory) -> bv.DomainData:
+    """ising2d_sizes at L = 8 and 12, 6 temperatures around Tc, 48 configurations each."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BETAVAE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mc-cache"))
+        return load_ising2d_sizes(sizes="8,12", t_min=2.0, t_max=2.6, n_temperatures=6,
+                                  samples=48)
+
+
+def spins(n: int, L: int, seed: int) -> np.ndarray:
+    return np.where(np.random.default_rng(seed).random((n, L, L)) < 0.5, -1.0, 1.0)
+
+
+def encoder(top: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    request = ArchitectureRequest(event_shape=(top, top), latent_dim=2, params_per_element=1)
+    return multisize.build_lattice_fcn(request)[0].eval()
+
+
+def test_pad_and_sides_round_trip():
+    x, side = multisize.pad([spins(3, 8, 0), spins(2, 12, 1)])
+    assert x.shape == (5, 12, 12) and side.tolist() == [8, 8, 8, 12, 12]
+    assert multisize.sides(torch.as_tensor(x)).tolist() == side.tolist()
+    assert np.all(x[:3, 8:, :] == 0) and np.all(x[:3, :, 8:] == 0)
+
+
+def test_pooled_encoder_means_the_same_at_any_padding_shift_and_batch():
+    small, big = spins(4, 8, 2), spins(3, 16, 3)
+    enc = encoder(16)
+    with torch.no_grad():
+        mixed = enc(torch.as_tensor(multisize.pad([small, big])[0], dtype=torch.float32)).mu
+        alone = enc(torch.as_tensor(small, dtype=torch.float32)).mu
+        rolled = np.roll(small, (3, 5), axis=(1, 2))
+        padded_more = multisize.pad([rolled, spins(1, 24, 4)])[0][:4]
+        shifted = enc(torch.as_tensor(padded_more, dtype=torch.float32)).mu
+    torch.testing.assert_close(mixed[:4], alone, atol=1e-5, rtol=0)  # grouping by L
+    torch.testing.assert_close(shifted, alone, atol=1e-5, rtol=0)  # padding and translation
+    assert not torch.allclose(mixed[4:], mixed[:3])
+
+
+def test_padded_spin_scores_only_the_squares_and_names_bad_padding():
+    x, side = multisize.pad([spins(2, 8, 5), spins(2, 12, 6)])
+    x = torch.as_tensor(x, dtype=torch.float32)
+    logits = torch.randn(4, 1, 12, 12)
+    lik = multisize.PaddedSpin((12, 12))
+    lik.check_data(x)
+    lp = lik.distribution(logits).log_prob(x)
+    with_context = lik.distribution(logits, {"L": torch.as_tensor(side)}).log_prob(x)
+    small = Spin((8, 8)).distribution(logits[:2, :, :8, :8]).log_prob(x[:2, :8, :8])
+    torch.testing.assert_close(lp[:2], small)
+    torch.testing.assert_close(with_context, lp)
+    draws = lik.distribution(logits, {"L": torch.as_tensor(side)}).sample()
+    assert torch.all(draws[:2, 8:, :] == 0) and set(draws[2:].unique().tolist()) == {-1, 1}
+    x[1, 9, 2] = 1.0  # a spin in the padding
+    with pytest.raises(DataError, match="item 1 .L = 8"):
+        lik.check_data(x)
+
+
+def test_one_model_trains_on_several_sizes_and_scales_its_latent(tmp_path, two_sizes):
+    data = two_sizes
+    assert data.attrs["sizes"] == [8, 12] and data.x.shape == (576, 12, 12)
+    configs = bv.configs_for(data, {"epochs": 2, "progress": False,
+                                    "architecture_options": {"channels": 4, "hidden": 8}})[:3]
+    result = bv.fit(data, *configs, out_dir=tmp_path / "run")
+    first, last = result.history[0], result.history[-1]
+    assert len(result.history) == 2 and all(np.isfinite(v) for v in last.values()
+                                            if isinstance(v, float))
+    assert first != last
+    report = bv.evaluate(result.model, data, names=["finite_size_scaling"])
+    fss = report["finite_size_scaling"]
+    assert fss["sizes"] == [8, 12]
+    assert set(fss["latent"]) == {"crossings", "extrapolated", "collapse"}
+    assert fss["tc_exact"] == pytest.approx(2.269185, abs=1e-5)
+
+
+def test_finite_size_scaling_of_a_latent_that_is_m_matches_monte_carlo(monkeypatch, two_sizes):
+    data = two_sizes
+    m = data.factors[:, list(data.factor_names).index("magnetization")]
+    mu = np.stack([np.random.default_rng(0).standard_normal(len(m)) * 0.01, m], axis=1)
+    monkeypatch.setattr(bv, "encode", lambda model, d: (mu, np.zeros_like(mu)))
+    monkeypatch.setattr(evaluations, "order_latent", lambda model, a, b, cov=None: 1)
+    result = evaluations.finite_size_scaling(bv.RunContext(model=None, heldout=data))
+    latent, mc = result.metrics["latent"]["collapse"], result.metrics["mc_abs_m"]["collapse"]
+    assert latent["tc"] == pytest.approx(mc["tc"], abs=max(latent["tc_error"], 1e-3))
+    assert {"latent_binder", "latent_collapse", "mc_abs_m_binder"} <= set(result.figures)
+
+
+def test_finite_size_scaling_refuses_one_size_naming_it():
+    data, _ = bv.load_data("ising2d", options={"L": 8, "n_temperatures": 4, "samples": 8})
+    with pytest.raises(ConfigError, match=r"at least 2 lattice sizes.*L = \[8\]"):
+        evaluations.finite_size_scaling(bv.RunContext(model=None, heldout=data))
+    with pytest.raises(ConfigError, match="at least 2 distinct lattice sizes"):
+        bv.load_data("ising2d_sizes", options={"sizes": "16"})
+    with pytest.raises(ConfigError, match="at least 2 distinct lattice sizes"):
+        bv.load_data("ising2d_sizes", options=bv.parse_options(["sizes=16,16"]))
+
+
+def test_default_evaluations_pick_by_the_number_of_sizes(two_sizes):
+    one, _ = bv.load_data("ising2d", options={"L": 8, "n_temperatures": 4, "samples": 8})
+    by_name = {e.name: e for e in bv.registry("evaluations")}
+    assert by_name["critical_point"].applies_to(one)
+    assert not by_name["finite_size_scaling"].applies_to(one)
+    assert by_name["finite_size_scaling"].applies_to(two_sizes)
+    assert not by_name["critical_point"].applies_to(two_sizes)
+    assert not by_name["generated_physics"].applies_to(two_sizes)
