@@ -31,7 +31,7 @@ def test_experiment_help_lists_every_experiment() -> None:
     result = invoke("experiment", "--help")
     assert result.exit_code == 0, result.output
     assert "experiment [OPTIONS] NAME" in result.output
-    for option in ("--out", "--quick", "--seed"):
+    for option in ("--out", "--overwrite", "--quick", "--seed"):
         assert option in result.output
     listed = result.output.split("Experiments:")[1].splitlines()
     for experiment in EXPERIMENTS.values():
@@ -50,8 +50,10 @@ def test_plugins_json_shows_the_science_plugin_and_its_hooks() -> None:
     science = listed["science"]
     assert science["status"] == "ok" and science["reason"] is None
     assert science["module"] == "betavae_science.plugin"
-    assert science["hooks"] == ["register_commands", "register_evaluations"]
-    assert science["registers"] == {"evaluations": ["disentanglement"]}
+    assert science["hooks"] == ["register_architectures", "register_commands",
+                                "register_evaluations"]
+    assert science["registers"] == {"architectures": ["ivae_mlp"],
+                                    "evaluations": ["disentanglement"]}
     assert "disentanglement" not in listed["betavae_core"]["registers"]["evaluations"]
 
 
@@ -76,19 +78,36 @@ def test_experiment_command_runs_and_writes_its_result(tmp_path, monkeypatch) ->
                                 {"skip_collapses": True, "capacity_restores": False})
 
     monkeypatch.setattr(collapse_module, "collapse", canned)
+    monkeypatch.setattr(collapse_module, "table",
+                        lambda r: f"canned table, seed {r.metrics['config']['seed']}")
     out = tmp_path / "out"
     result = invoke("experiment", "collapse", "--quick", "--seed", 3, "--out", out)
     assert result.exit_code == 0, result.output
     assert calls == [(True, 3)]
+    assert "canned table, seed 3" in result.output  # the table is printed ...
     assert "collapse: 1/2 checks hold" in result.output
     doc = json.loads((out / "result.json").read_text())
     assert doc["experiment"] == "collapse" and doc["metrics"] == {"config": {"seed": 3}}
     assert doc["checks"] == {"skip_collapses": True, "capacity_restores": False}
+    assert doc["table"] == ["canned table, seed 3"]  # ... and kept in result.json
 
+    # The run-folder rules: a non-empty folder is refused before anything runs ...
     again = invoke("experiment", "collapse", "--quick", "--out", out)
     assert again.exit_code == 1 and isinstance(again.exception, SystemExit)
-    assert len(again.output.strip().splitlines()) == 1 and "already exists" in again.output
-    assert calls == [(True, 3)]  # refused before running
+    assert len(again.output.strip().splitlines()) == 1 and "is not empty" in again.output
+    assert calls == [(True, 3)]
+    # ... a user's own file there is never replaced, even with --overwrite ...
+    (out / "notes.txt").write_text("mine")
+    kept = invoke("experiment", "collapse", "--quick", "--overwrite", "--out", out)
+    assert kept.exit_code == 1 and "notes.txt" in kept.output
+    assert (out / "notes.txt").read_text() == "mine" and calls == [(True, 3)]
+    # ... and --overwrite replaces what betavae wrote.
+    (out / "notes.txt").unlink()
+    replaced = invoke("experiment", "collapse", "--quick", "--seed", 4, "--overwrite",
+                      "--out", out)
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads((out / "result.json").read_text())["metrics"] == {"config": {"seed": 4}}
+    assert calls == [(True, 3), (True, 4)]
 
 
 def test_plugin_and_command_import_nothing_heavy() -> None:

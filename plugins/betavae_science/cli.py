@@ -43,21 +43,25 @@ def experiment_list() -> str:
                epilog="\b\nExperiments:\n" + experiment_list())
 @click.argument("name")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="New directory for result.json and the figures (default "
+              help="Folder for result.json and the figures (new or empty; default "
               "runs/experiments/NAME).")
+@click.option("--overwrite", is_flag=True, help="Replace the files betavae wrote in --out.")
 @click.option("--quick", is_flag=True, help="The small configuration the tests use (seconds).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @one_line_errors
-def experiment(name: str, out_dir: str | None, quick: bool, seed: int) -> None:
+def experiment(name: str, out_dir: str | None, overwrite: bool, quick: bool,
+               seed: int) -> None:
     """Run one of the experiments behind "β is the price of information".
 
     Each fits small models, measures an effect, checks its direction, and writes
-    result.json plus PNG figures.
+    result.json plus PNG figures, and prints its table.
     """
     from .experiments import run_experiment
 
     out = Path(out_dir or f"runs/experiments/{name}")
-    result = run_experiment(name, out, quick=quick, seed=seed)
+    result = run_experiment(name, out, quick=quick, seed=seed, overwrite=overwrite)
+    if result.table:
+        click.echo(result.table)
     click.echo(json.dumps(result.checks, indent=2))
     click.echo(f"{name}: {sum(result.checks.values())}/{len(result.checks)} checks hold "
                f"({result.seconds:.0f} s); wrote {out}/result.json and figures.")

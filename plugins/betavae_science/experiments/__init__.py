@@ -32,8 +32,15 @@ class Experiment:
 
     def run(self, quick: bool = False, seed: int = 0) -> ExperimentResult:
         module, _, func = self.target.partition(":")
-        return getattr(importlib.import_module(f"{__name__}.{module}"), func)(quick=quick,
-                                                                               seed=seed)
+        return getattr(self._module(), func)(quick=quick, seed=seed)
+
+    def table(self, result: ExperimentResult) -> str | None:
+        """The experiment's plain-text table of `result` (None if it has none)."""
+        table = getattr(self._module(), "table", None)
+        return None if table is None else table(result)
+
+    def _module(self) -> Any:
+        return importlib.import_module(f"{__name__}.{self.target.partition(':')[0]}")
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
@@ -43,24 +50,32 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                "fall as β rises.", "rate_distortion:decorrelation"),
     Experiment("collapse", "Posterior collapse at large β and with ungated skips; free bits, "
                "capacity and removing skips bring active units back.", "collapse:collapse"),
-    Experiment("identifiability", "Pairwise MCC across 5 seeds: isotropic vs anisotropic "
-               "prior.", "identifiability:identifiability"),
-    Experiment("disentanglement", "MIG and DCI of β-VAE at several β vs PCA and FastICA.",
+    Experiment("identifiability", "MCC vs the true sources and across 5 seeds: isotropic, "
+               "anisotropic, Laplace and conditional priors.",
+               "identifiability:identifiability"),
+    Experiment("disentanglement", "MIG and DCI of β-VAE and β-TCVAE vs PCA and FastICA.",
                "disentanglement:disentanglement"),
 ]}
 
 
-def run_experiment(name: str, out_dir: str | Path, quick: bool = False,
-                   seed: int = 0) -> ExperimentResult:
-    """Run one experiment and write its result.json and figures into a new `out_dir`."""
+def run_experiment(name: str, out_dir: str | Path, quick: bool = False, seed: int = 0,
+                   overwrite: bool = False) -> ExperimentResult:
+    """Run one experiment and write its result.json and figures into `out_dir`.
+
+    The folder follows the run-folder rules (`bv.output_folder`): a non-empty one is
+    refused before anything runs, unless `overwrite` (which replaces only the files
+    betavae wrote there); the files appear together when the experiment has finished.
+    """
     from .common import save
 
     if name not in EXPERIMENTS:
         raise bv.ConfigError(f"no experiment named {name!r}; available: "
                              f"{', '.join(EXPERIMENTS)}.")
-    out = bv.new_output_dir(out_dir)
-    result = EXPERIMENTS[name].run(quick=quick, seed=seed)
-    save(result, out)
+    with bv.output_folder(out_dir, overwrite=overwrite,
+                          purpose=f"betavae experiment {name}") as staged:
+        result = EXPERIMENTS[name].run(quick=quick, seed=seed)
+        result.table = EXPERIMENTS[name].table(result) or ""
+        save(result, staged)
     return result
 
 

@@ -36,10 +36,14 @@ class ExperimentResult:
     checks: dict[str, bool]
     figures: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    table: str = ""  # the experiment's plain-text table, as printed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"experiment": self.name, "seconds": round(self.seconds, 2),
-                "checks": self.checks, "metrics": self.metrics}
+        doc = {"experiment": self.name, "seconds": round(self.seconds, 2),
+               "checks": self.checks, "metrics": self.metrics}
+        if self.table:
+            doc["table"] = self.table.splitlines()
+        return doc
 
 
 @dataclass

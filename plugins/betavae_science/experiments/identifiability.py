@@ -1,42 +1,41 @@
-"""Experiment 4, identifiability: do seeds agree more with an anisotropic prior?
+"""Experiment 4, identifiability: which priors pick out the true sources?
 
-The claim under test: fit 5 seeds with the isotropic prior N(0, I) and 5 with an
-anisotropic prior N(0, diag(s^2)) on the same data; the pairwise MCC between the seeds'
-latent spaces (after Hungarian matching) is higher with the anisotropic prior, because
-an isotropic prior is rotation-invariant (only the diagonal posterior pins the axes)
-while distinct scales seem to break that symmetry.
+The seed's claim: an anisotropic prior N(0, diag(s²)) breaks the rotation symmetry of the
+isotropic N(0, I), so seeds agree and the latents line up with the sources.
 
-What the reparameterisation argument predicts instead: with a Gaussian prior, a diagonal
-posterior and a decoder whose first layer is linear in z, the substitution z' = z / s
-maps the anisotropic model onto the isotropic one exactly (the decoder absorbs s, the
-encoder heads absorb 1/s, every KL term is unchanged). Both priors therefore have the
-same optima, up to a per-dimension scaling that MCC ignores; only optimisation (init,
-Adam's step sizes, early collapse of small-scale dimensions) can tell them apart. The
-check `anisotropic_more_identifiable` measures the claim as stated; `priors_within_spread`
-measures the prediction. Both are computed from the data, never assumed.
+What theory says: a Gaussian prior N(0, Λ) is unchanged under z' = Λ^½ R Λ^-½ z for any
+rotation R (the density depends on z only through z^T Λ^-1 z), so with a decoder that
+absorbs the map, anisotropy alone cannot pick out axes. What does pick them out is a
+non-Gaussian factorised prior (a Laplace prior has no rotation symmetry, as in linear
+ICA) or, for nonlinear mixing, a prior conditioned on an observed auxiliary variable u
+whose segments modulate the source variances: p(z|u) = Π_j N(z_j; m_j(u), s_j(u)²), the
+iVAE construction (Khemakhem et al. 2020), identifiable up to permutation and per-source
+affine maps. With Gaussian sources whose distribution does not move with u, nothing can
+tell the sources from any rotation of them.
 
-Design: one `mixed_factors` training set (data seed fixed, `val_fraction=0`, so every fit
-sees exactly the same items) and only the model seed varies; every model encodes the same
-fresh held-out draw from the same generative map (posterior means). `latent_dim` equals
-the number of factors, so a collapsed dimension shows up as a lost factor rather than
-hiding among spare ones. Pairwise MCC uses active dimensions only (Var_x E[z_j|x] / s_j^2
-> 0.01, the Burda criterion in prior units so it is scale-free): collapsed dimensions
-carry no signal and matching them would only add noise. The all-dimension MCC is
-reported beside it. MCC against the true factors uses all dimensions, so a collapsed
-dimension costs a factor there.
+Design: `segmented_sources` data (`betavae_science.synthetic`): n_sources independent
+sources, Gaussian within each of M segments with segment-dependent scales (heavy-tailed
+marginals), mixed by a random invertible leaky-ReLU MLP into `dim` features; the
+control draws N(0, 1) sources in every segment. Priors compared: isotropic,
+anisotropic, laplace (fitted without u), and conditional (fitted with u as covariates,
+on the `ivae_mlp` architecture whose decoder does not see u). Every prior is fitted with
+the same model seeds on one training draw (no validation split), and every fit encodes
+one fresh held-out draw of the same generative map (posterior means). Measured: MCC of
+the latents against the true sources per seed (mean ± s.d.), and pairwise MCC between
+the seeds' latent spaces; `latent_dim` equals the number of sources. The chance level,
+the MCC of a uniformly random rotation of the sources, is reported beside them.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from betavae_core import (
-    BetaVAE,
     DomainData,
     ModelConfig,
     Objective,
@@ -47,189 +46,242 @@ from betavae_core import (
 )
 
 from ..metrics import mcc
-from .common import ExperimentResult, dataset, single_threaded, timed
+from ..synthetic import segmented_sources, without_covariates
+from .common import ExperimentResult, single_threaded, timed
 
-PRIORS = ("isotropic", "anisotropic")
-ACTIVE_THRESHOLD = 0.01  # Var_x(E[z_j|x]) / s_j^2 above this: dimension j is active
+PRIORS = ("isotropic", "anisotropic", "laplace", "conditional")
+DATASETS = ("nonlinear_ica", "gaussian_control")
+IDENTIFIED = 0.9  # the goal: the conditional prior's MCC against the sources
+NOT_IDENTIFIED = 0.7  # ... where the Gaussian priors stay at or below this
 MIN_MARGIN = 0.05  # the smallest MCC difference called an effect
+
+CLAIM = ("An anisotropic Gaussian prior breaks the rotation symmetry of the isotropic "
+         "one, so the latents become identifiable (seeds agree, axes match the sources).")
+THEORY = ("N(0, Λ) is invariant under z' = Λ^½ R Λ^-½ z for every rotation R, so "
+          "anisotropy alone cannot pick out axes: anisotropic equals isotropic within "
+          "noise. A non-Gaussian factorised prior (Laplace) breaks the symmetry, and a "
+          "prior conditioned on an auxiliary variable u that modulates the sources "
+          "(iVAE) identifies them under nonlinear mixing. With Gaussian sources that u "
+          "does not modulate, no prior can identify them.")
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One configuration of the experiment (data, model and training)."""
+    """Data, model and training of one configuration."""
 
-    n_train: int
-    n_heldout: int
-    n_factors: int
+    n_segments: int
+    per_segment: int
+    n_sources: int
     dim: int
-    latent_dim: int
+    layers: int
+    condition: float
     hidden: tuple[int, ...]
-    beta: float
     epochs: int
     batch_size: int
     lr: float
     n_seeds: int = 5
-    prior_scales: tuple[float, ...] | None = None  # None: the core's default, 1 -> 0.2
+    heldout_per_segment: int = 100
+    control_priors: tuple[str, ...] = PRIORS  # the priors fitted on the control
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["hidden"] = list(self.hidden)
-        d["prior_scales"] = list(self.prior_scales) if self.prior_scales else None
-        return d
-
-
-# Long enough for the fits to approach their optimum (the anisotropic fits' held-out
-# ELBO still trails by ~2 nats; at 300 epochs ~1 nat, with the same MCC picture);
-# about 1.5 minutes on two CPU cores.
-FULL = Setting(n_train=4000, n_heldout=1000, n_factors=4, dim=16, latent_dim=4,
-               hidden=(64, 64), beta=1.0, epochs=150, batch_size=256, lr=2e-3)
-# Ten small fits for the test suite (seconds); undertrained, so the anisotropic fits,
-# slower to optimise, trail in ELBO and in pairwise MCC.
-QUICK = Setting(n_train=2000, n_heldout=500, n_factors=4, dim=16, latent_dim=4,
-                hidden=(32, 32), beta=1.0, epochs=40, batch_size=128, lr=2e-3)
+    def data_options(self) -> dict[str, Any]:
+        return {"n_segments": self.n_segments, "n_sources": self.n_sources, "dim": self.dim,
+                "layers": self.layers, "condition": self.condition}
 
 
-def _fit(train: DomainData, setting: Setting, prior: str, seed: int) -> BetaVAE:
-    """One fit on all of `train` (no validation split, so all seeds see the same items)."""
-    scales = list(setting.prior_scales) if setting.prior_scales and prior == "anisotropic" \
-        else None
-    config = ModelConfig.for_data(train, latent_dim=setting.latent_dim,
-                                  architecture_options={"hidden": list(setting.hidden)},
-                                  prior=prior, prior_scales=scales)
+FULL = Setting(n_segments=20, per_segment=200, n_sources=5, dim=20, layers=1, condition=1.5,
+               hidden=(64, 64), epochs=80, batch_size=128, lr=2e-3)
+# The test suite's configuration: linear mixing (where the conditional prior converges
+# in a few epochs), 2 seeds, small fits (about a second each on an idle core).
+QUICK = Setting(n_segments=10, per_segment=100, n_sources=4, dim=12, layers=0,
+                condition=1.5, hidden=(32, 32), epochs=30, batch_size=64, lr=3e-3,
+                n_seeds=3, heldout_per_segment=50,
+                control_priors=("isotropic", "conditional"))
+
+
+def _data(setting: Setting, gaussian: bool, seed: int) -> tuple[DomainData, DomainData]:
+    """A training draw (`seed`) and a held-out draw (`seed + 1000`) of one mixing."""
+    opts = {**setting.data_options(), "gaussian": gaussian}
+    train = segmented_sources(per_segment=setting.per_segment, seed=seed, **opts)
+    heldout = segmented_sources(per_segment=setting.heldout_per_segment, seed=seed + 1000,
+                                **opts)
+    return train, heldout
+
+
+def _inputs(data: DomainData, prior: str) -> DomainData:
+    """The conditional prior reads u from the covariates; the others never see u."""
+    return data if prior == "conditional" else without_covariates(data)
+
+
+def _fit_one(train: DomainData, setting: Setting, prior: str, seed: int) -> Any:
+    config = ModelConfig.for_data(
+        train, latent_dim=setting.n_sources, prior=prior,
+        architecture="ivae_mlp" if prior == "conditional" else "mlp",
+        architecture_options={"hidden": list(setting.hidden)})
     cfg = TrainConfig(epochs=setting.epochs, seed=seed, lr=setting.lr,
                       batch_size=setting.batch_size, val_fraction=0.0, patience=None,
                       progress=False, device="cpu")
-    return fit(train, config, cfg, Objective(beta=setting.beta)).model
+    return fit(train, config, cfg, Objective(beta=1.0)).model
 
 
-def _active(mu: np.ndarray, model: BetaVAE) -> np.ndarray:
-    """Active dimensions: posterior-mean variance, in units of the prior variance."""
-    scale = model.prior_scale().detach().cpu().double().numpy()
-    return mu.var(axis=0) / scale**2 > ACTIVE_THRESHOLD
-
-
-def _summary(values: list[float]) -> dict[str, float]:
+def summary(values: list[float]) -> dict[str, float]:
+    """Mean and (population) standard deviation."""
     arr = np.asarray(values, dtype=float)
     return {"mean": float(arr.mean()), "std": float(arr.std())}
 
 
 def _prior_arm(train: DomainData, heldout: DomainData, setting: Setting, prior: str,
                seeds: list[int]) -> dict[str, Any]:
-    """Fit every seed with one prior and score its latent spaces on the held-out items."""
-    mus, actives, elbos, scales = [], [], [], []
+    """Fit every seed with one prior; score the held-out posterior means."""
+    train, heldout = _inputs(train, prior), _inputs(heldout, prior)
+    mus, elbos = [], []
     for s in seeds:
-        model = _fit(train, setting, prior, s)
-        mu, _ = encode(model, heldout)
-        mus.append(mu)
-        actives.append(_active(mu, model))
-        elbos.append(evaluate_terms(model, heldout).elbo)
-        scales.append(model.prior_scale().detach().cpu().tolist())
+        model = _fit_one(train, setting, prior, s)
+        mus.append(encode(model, heldout)[0])
+        elbos.append(evaluate_terms(model, heldout, seed=s).elbo)
+    vs_sources = [mcc(mu, heldout.factors)["mcc"] for mu in mus]
     pairs = list(itertools.combinations(range(len(seeds)), 2))
-    pairwise = [mcc(mus[i][:, actives[i]], mus[j][:, actives[j]])["mcc"]
-                if actives[i].any() and actives[j].any() else 0.0 for i, j in pairs]
-    pairwise_all = [mcc(mus[i], mus[j])["mcc"] for i, j in pairs]
-    vs_factors = [mcc(mu, heldout.factors)["mcc"] for mu in mus]
+    pairwise = [mcc(mus[i], mus[j])["mcc"] for i, j in pairs]
     return {
         "seeds": seeds,
-        "prior_scales": scales[0],
+        "mcc_vs_sources": vs_sources,
+        "mcc_vs_sources_summary": summary(vs_sources),
         "pairs": [[seeds[i], seeds[j]] for i, j in pairs],
         "pairwise_mcc": pairwise,
-        "pairwise_mcc_summary": _summary(pairwise),
-        "pairwise_mcc_all_dims": pairwise_all,
-        "pairwise_mcc_all_dims_summary": _summary(pairwise_all),
-        "mcc_vs_factors": vs_factors,
-        "mcc_vs_factors_summary": _summary(vs_factors),
-        "active_dims": [int(a.sum()) for a in actives],
+        "pairwise_mcc_summary": summary(pairwise),
         "heldout_elbo": elbos,
     }
 
 
-def _figure(arms: dict[str, dict[str, Any]], margin: float, title: str) -> Figure:
-    """Left: pairwise MCC between seeds per prior; right: each seed's MCC vs the factors."""
-    fig = Figure(figsize=(9.0, 3.6))
-    ax_pair, ax_fac = fig.subplots(1, 2, sharey=True)
-    colours = {"isotropic": "tab:blue", "anisotropic": "tab:orange"}
-    jitter = np.random.default_rng(0)
-    for ax, key, hollow in ((ax_pair, "pairwise_mcc", "pairwise_mcc_all_dims"),
-                            (ax_fac, "mcc_vs_factors", None)):
-        data = [arms[p][key] for p in PRIORS]
-        ax.boxplot(data, positions=range(len(PRIORS)), widths=0.45, showfliers=False,
-                   medianprops={"color": "black"})
-        for i, p in enumerate(PRIORS):
-            vals = np.asarray(arms[p][key])
-            x = i + jitter.uniform(-0.12, 0.12, size=vals.size)
-            ax.scatter(x, vals, color=colours[p], s=22, zorder=3,
-                       label="active dims" if hollow and i == 0 else None)
-            if hollow:
-                vals_all = np.asarray(arms[p][hollow])
-                ax.scatter(x + 0.28, vals_all, facecolors="none", edgecolors=colours[p],
-                           s=18, zorder=3, label="all dims" if i == 0 else None)
-        ax.set_xticks(range(len(PRIORS)), list(PRIORS))
-        ax.grid(axis="y", alpha=0.3)
-    iso = arms["isotropic"]["pairwise_mcc_summary"]["mean"]
-    aniso = arms["anisotropic"]["pairwise_mcc_summary"]["mean"]
-    ax_pair.set_title(f"Pairwise MCC between seeds (10 pairs)\n"
-                      f"Δ mean = {aniso - iso:+.3f}, margin {margin:.3f}", fontsize=9)
-    ax_pair.set_ylabel("MCC")
-    ax_pair.legend(frameon=False, fontsize=8, loc="lower left")
-    ax_fac.set_title("MCC of each seed vs the true factors", fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+def chance_mcc(n_sources: int, draws: int = 200, seed: int = 0) -> dict[str, float]:
+    """MCC of a uniformly random rotation of n independent sources against them: the
+    score of a method that recovers the sources only up to an unknown rotation."""
+    from scipy.stats import ortho_group
+
+    rng = np.random.default_rng(seed)
+    s = rng.normal(size=(2000, n_sources))
+    values = [mcc(s @ ortho_group.rvs(n_sources, random_state=int(r)), s)["mcc"]
+              for r in rng.integers(0, 2**31, size=draws)]
+    return summary(values)
+
+
+def _checks(m: dict[str, dict[str, Any]], margin: float,
+            chance: dict[str, float]) -> dict[str, bool]:
+    """The issue's goals and the theory's predictions, on seed means of MCC against the
+    sources. `gaussian_priors_at_chance`: neither Gaussian prior beats a random rotation
+    of the sources by more than its spread (what "not identified" means)."""
+    main = {p: m["nonlinear_ica"][p]["mcc_vs_sources_summary"]["mean"] for p in PRIORS}
+    control = {p: a["mcc_vs_sources_summary"]["mean"] for p, a in m["gaussian_control"].items()}
+    gaussian_best = max(main["isotropic"], main["anisotropic"])
+    return {
+        "conditional_identifies": main["conditional"] >= IDENTIFIED,
+        "gaussian_priors_do_not": gaussian_best <= NOT_IDENTIFIED,
+        "gaussian_priors_at_chance": gaussian_best <= chance["mean"] + chance["std"],
+        "conditional_beats_gaussian": main["conditional"] > gaussian_best + margin,
+        "laplace_in_between": gaussian_best < main["laplace"] < main["conditional"],
+        "anisotropic_equals_isotropic": abs(main["anisotropic"] - main["isotropic"])
+        <= margin,
+        "control_all_low": max(control.values()) <= NOT_IDENTIFIED,
+        "control_conditional_fails": control["conditional"]
+        < main["conditional"] - _conditional_margin(m),
+    }
+
+
+def _conditional_margin(m: dict[str, dict[str, Any]]) -> float:
+    """The noise of the conditional prior's drop from the main data to the control:
+    0.05, or the larger of its two seed spreads."""
+    return max(MIN_MARGIN, *(m[name]["conditional"]["mcc_vs_sources_summary"]["std"]
+                             for name in DATASETS))
+
+
+def _margin(m: dict[str, dict[str, Any]]) -> float:
+    """An MCC difference is an effect when it exceeds both 0.05 and the largest seed
+    spread of the two Gaussian priors (5 seeds, so the spread is the honest noise)."""
+    spreads = [m["nonlinear_ica"][p]["mcc_vs_sources_summary"]["std"]
+               for p in ("isotropic", "anisotropic")]
+    return max(MIN_MARGIN, *spreads)
 
 
 @timed
 def identifiability(quick: bool = False, seed: int = 0) -> ExperimentResult:
-    """Pairwise MCC across 5 model seeds, isotropic vs anisotropic prior, same data.
+    """MCC against the true sources and across seeds for four priors, on nonlinearly
+    mixed segmented sources and on the Gaussian-sources control.
 
-    `seed` fixes the data (training draw `seed`, held-out draw `seed + 1000` of the same
-    generative map) and offsets the model seeds (`seed .. seed + 4`, shared by both priors).
+    `seed` fixes the data (training draw `seed`, held-out draw `seed + 1000`, mixing
+    `mixing_seed=0`) and offsets the model seeds (`seed .. seed + n_seeds - 1`, shared
+    by every prior).
     """
     setting = QUICK if quick else FULL
-    opts = {"n_factors": setting.n_factors, "dim": setting.dim}
-    train = dataset("mixed_factors", n=setting.n_train, seed=seed, **opts)
-    heldout = dataset("mixed_factors", n=setting.n_heldout, seed=seed + 1000, **opts)
     seeds = [seed + i for i in range(setting.n_seeds)]
+    metrics: dict[str, Any] = {}
     with single_threaded():
-        arms = {p: _prior_arm(train, heldout, setting, p, seeds) for p in PRIORS}
-
-    iso, aniso = (arms[p]["pairwise_mcc_summary"] for p in PRIORS)
-    diff = aniso["mean"] - iso["mean"]
-    # 10 pairs from 5 seeds are not independent, so the standard error is not std / √10;
-    # an effect must exceed both a fixed 0.05 and the larger of the two spreads.
-    margin = max(MIN_MARGIN, iso["std"], aniso["std"])
-    checks = {
-        "anisotropic_more_identifiable": bool(diff > margin),
-        "priors_within_spread": bool(abs(diff) <= margin),
-    }
-    metrics = {
-        "setting": setting.to_dict(),
-        "dataset": {"name": "mixed_factors", "train_seed": seed, "heldout_seed": seed + 1000,
-                    **opts},
-        "active_threshold": ACTIVE_THRESHOLD,
-        "pairwise_mcc_difference": diff,
-        "margin": margin,
-        **arms,
-    }
-    title = (f"mixed_factors, {setting.n_factors} factors, latent_dim {setting.latent_dim}, "
-             f"β={setting.beta:g}, {setting.epochs} epochs; anisotropic more identifiable: "
-             f"{checks['anisotropic_more_identifiable']}")
+        for name in DATASETS:
+            train, heldout = _data(setting, name == "gaussian_control", seed)
+            priors = PRIORS if name == "nonlinear_ica" else setting.control_priors
+            metrics[name] = {p: _prior_arm(train, heldout, setting, p, seeds) for p in priors}
+        chance = chance_mcc(setting.n_sources)
+    margin = _margin(metrics)
+    checks = _checks(metrics, margin, chance)
+    metrics.update({
+        "claim": CLAIM, "theory": THEORY, "measured": measured_text(metrics, margin, chance),
+        "setting": asdict(setting), "data_seed": seed, "margin": margin,
+        "chance_mcc": chance, "identified_at": IDENTIFIED, "not_identified_at": NOT_IDENTIFIED,
+    })
     return ExperimentResult("identifiability", metrics, checks,
-                            figures={"identifiability": _figure(arms, margin, title)})
+                            figures={"identifiability": _figure(metrics)})
+
+
+def measured_text(m: dict[str, Any], margin: float, chance: dict[str, float]) -> str:
+    """One sentence per dataset: each prior's MCC against the sources."""
+    parts = []
+    for name in DATASETS:
+        vals = ", ".join(f"{p} {a['mcc_vs_sources_summary']['mean']:.2f} ± "
+                         f"{a['mcc_vs_sources_summary']['std']:.2f}" for p, a in m[name].items())
+        parts.append(f"{name}: MCC vs sources {vals}")
+    return (f"{'; '.join(parts)} (mean ± s.d. over seeds; a random rotation scores "
+            f"{chance['mean']:.2f}; differences under {margin:.2f} are noise).")
 
 
 def table(result: ExperimentResult) -> str:
-    """A plain-text summary: one row per prior."""
+    """Plain text: one row per dataset and prior."""
     m = result.metrics
-    rows = [f"{'prior':<12} {'pairwise MCC (active)':>22} {'pairwise MCC (all)':>19} "
-            f"{'MCC vs factors':>15}  active dims       held-out ELBO"]
-    for p in PRIORS:
-        a = m[p]
-        pw, pa, fv = (a[k] for k in ("pairwise_mcc_summary", "pairwise_mcc_all_dims_summary",
-                                     "mcc_vs_factors_summary"))
-        rows.append(f"{p:<12} {pw['mean']:>14.3f} ± {pw['std']:.3f} {pa['mean']:>11.3f} ± "
-                    f"{pa['std']:.3f} {fv['mean']:>7.3f} ± {fv['std']:.3f}  "
-                    f"{str(a['active_dims']):<17} {np.mean(a['heldout_elbo']):.2f}")
-    rows.append(f"difference (aniso - iso) {m['pairwise_mcc_difference']:+.3f}, "
-                f"margin {m['margin']:.3f}; checks: {result.checks}")
+    rows = [f"{'data':<17} {'prior':<12} {'MCC vs sources':>16} {'pairwise MCC':>15} "
+            f"{'held-out ELBO':>14}"]
+    for name in DATASETS:
+        for p, a in m[name].items():
+            fv, pw = a["mcc_vs_sources_summary"], a["pairwise_mcc_summary"]
+            rows.append(f"{name:<17} {p:<12} {fv['mean']:>8.3f} ± {fv['std']:.3f} "
+                        f"{pw['mean']:>7.3f} ± {pw['std']:.3f} "
+                        f"{np.mean(a['heldout_elbo']):>14.2f}")
+    rows.append(f"chance (random rotation) {m['chance_mcc']['mean']:.3f} ± "
+                f"{m['chance_mcc']['std']:.3f}; margin {m['margin']:.3f}")
+    rows.append("checks: " + ", ".join(f"{k}={v}" for k, v in result.checks.items()))
     return "\n".join(rows)
+
+
+_COLOURS = {"isotropic": "tab:blue", "anisotropic": "tab:orange", "laplace": "tab:green",
+            "conditional": "tab:red"}
+
+
+def _figure(m: dict[str, Any]) -> Figure:
+    """Per dataset: MCC against the sources (each seed) and pairwise MCC, per prior."""
+    fig = Figure(figsize=(10.0, 3.8))
+    axes = fig.subplots(1, 2 * len(DATASETS), sharey=True)
+    jitter = np.random.default_rng(0)
+    for k, name in enumerate(DATASETS):
+        for ax, key, label in ((axes[2 * k], "mcc_vs_sources", "MCC vs sources"),
+                               (axes[2 * k + 1], "pairwise_mcc", "pairwise MCC")):
+            for i, p in enumerate(PRIORS):
+                if p not in m[name]:
+                    continue
+                vals = np.asarray(m[name][p][key])
+                ax.scatter(i + jitter.uniform(-0.12, 0.12, vals.size), vals,
+                           color=_COLOURS[p], s=20, zorder=3)
+                ax.hlines(vals.mean(), i - 0.3, i + 0.3, color="black", lw=1.5)
+            ax.axhline(m["chance_mcc"]["mean"], color="grey", ls=":", lw=1)
+            ax.set_xticks(range(len(PRIORS)), [p[:5] for p in PRIORS], fontsize=8)
+            ax.set_title(f"{name}\n{label}", fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("MCC (dotted: random rotation)")
+    axes[0].set_ylim(0, 1.02)
+    fig.tight_layout()
+    return fig
