@@ -37,6 +37,9 @@ class RunContext:
         out_dir: where the callee may write (a generator's new folder, a run folder).
         seed: the seed of this call; `torch_generator()` and `numpy_rng()` derive from it.
         split: what `heldout` is ("validation", "all", "none").
+        run_dir: the run's folder when the model came from one (a cache that belongs
+            with the model, e.g. a hull of reference energies, may be written there
+            through `output_folder(run_dir, update=True)`); None for a bare model.
     """
 
     model: BetaVAE
@@ -45,6 +48,7 @@ class RunContext:
     out_dir: Path | None = None
     seed: int = 0
     split: str = "validation"
+    run_dir: Path | None = None
     train_data: DomainData | None = None
     load_train: Callable[[], DomainData | None] | None = field(default=None, repr=False)
     attrs_override: dict[str, Any] | None = field(default=None, repr=False)

@@ -67,14 +67,15 @@ class Run:
         out = Path(out_dir) if out_dir is not None else None
         if lazy:
             return RunContext(model=self.model, config=cfg, out_dir=out, seed=seed,
-                              split="none", load_train=self._training_or_none)
+                              split="none", load_train=self._training_or_none,
+                              run_dir=self.dir)
         if data is None:
             full = self.data()
             return RunContext(model=self.model, heldout=self.heldout(full), config=cfg,
                               out_dir=out, seed=seed, split="validation",
-                              train_data=self.training(full))
+                              train_data=self.training(full), run_dir=self.dir)
         return RunContext(model=self.model, heldout=data, config=cfg, out_dir=out, seed=seed,
-                          split="all", load_train=self._training_or_none)
+                          split="all", load_train=self._training_or_none, run_dir=self.dir)
 
     def _training_or_none(self) -> DomainData | None:
         try:
