@@ -155,3 +155,26 @@ def test_covariate_errors_name_the_problem(with_covariates):
     with pytest.raises(DataError, match="'score' is not a column"):
         bsc.tl.encode(model, missing)
     assert "X_betavae" not in new.obsm and "X_betavae" not in missing.obsm
+
+
+def test_expression_loader_takes_the_covariate_keys(with_covariates, tmp_path):
+    """The CLI's `expression` loader (`-o categorical_covariate_keys=donor -o
+    continuous_covariate_keys=score`) encodes the covariates exactly as `tl.fit` did."""
+    import betavae_core as bv
+
+    adata, model = with_covariates
+    path = tmp_path / "cells.h5ad"
+    adata.write_h5ad(path)
+    options = bv.parse_options(["categorical_covariate_keys=donor",
+                                "continuous_covariate_keys=score"])
+    data, _ = bv.load_data(path, options=options)
+    assert data.attrs["covariates"] == model.attrs["covariates"]
+    cov = np.asarray(data.covariates)
+    assert cov.shape == (adata.n_obs, 4)  # three donors one-hot, then the standardised score
+    donors = model.attrs["covariates"]["categorical"]["donor"]
+    np.testing.assert_array_equal(cov[:, :3].argmax(1),
+                                  [donors.index(d) for d in adata.obs["donor"]])
+    score = adata.obs["score"].to_numpy()
+    np.testing.assert_allclose(cov[:, 3], (score - score.mean()) / score.std(), atol=1e-4)
+    with pytest.raises(DataError, match="'ccs'.*not a column"):
+        bv.load_data(path, options={"continuous_covariate_keys": "ccs"})

@@ -36,6 +36,7 @@ ARCHITECTURE_OPTIONS: dict[str, Any] = {
 LOADER_OPTIONS: dict[str, Any] = {
     "layer": None, "batch_key": None, "label_key": None, "likelihood": None, "zeros": "drop",
     "backed": False, "orientation": None, "delimiter": None, "obs": None,
+    "categorical_covariate_keys": None, "continuous_covariate_keys": None,
 }
 SYNTHETIC_OPTIONS: dict[str, Any] = {
     "n_cells": 2000, "n_genes": 500, "n_types": 5, "n_batches": 2, "batch_effect": 0.5,
@@ -92,7 +93,7 @@ def register_loaders(register):
         defaults=dict(TRAINING_DEFAULTS),
         help="Cells x genes: .h5ad (-o backed=true), 10x .h5 or mtx folder, CSV/TSV "
              "(-o orientation=genes_by_cells), plain HDF5 X/Y; -o layer, batch_key, "
-             "label_key.",
+             "label_key, categorical_covariate_keys, continuous_covariate_keys.",
     ))
 
 
