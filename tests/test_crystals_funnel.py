@@ -11,7 +11,7 @@ from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from betavae_crystals import matching, validity
-from betavae_crystals.relax import relax_all, relax_structure
+from betavae_crystals.relax import Potential, relax_all, relax_structure
 
 
 def rocksalt(a: float = 5.64) -> Structure:
@@ -68,12 +68,17 @@ def test_emt_relaxation_converges_skips_and_flags_non_convergence():
     assert "not reached in 1 steps" in stuck.reason
 
 
-def test_a_calculator_that_raises_is_flagged_not_raised():
-    def broken():
-        raise RuntimeError("no forces today")
+def test_a_potential_that_raises_is_flagged_not_raised():
+    class Broken(Potential):
+        name = "emt"
 
-    result = relax_structure(rocksalt(), broken)
+        def evaluate(self, atoms_list):
+            return [RuntimeError("no forces today") for _ in atoms_list]
+
+    result = relax_structure(rocksalt(), Broken())
     assert result.status == "failed" and "no forces today" in result.reason
+    (flagged,) = relax_all([rocksalt()], Broken())
+    assert flagged.status == "failed" and flagged.energy_per_atom is None
 
 
 def test_unknown_calculator_is_a_config_error():
@@ -91,14 +96,64 @@ def test_tensor_keys_mark_identical_decodings():
     assert keys[0] == keys[1] != keys[2]
 
 
-def test_chgnet_without_the_package_says_how_to_get_it():
-    pytest.importorskip("ase")
-    try:
-        import chgnet  # noqa: F401
-    except ImportError:
-        from betavae_core.errors import ConfigError
+def _variants(rng):
+    """Structures the matcher matches to SrTiO3 (a rotated, permuted, perturbed, strained,
+    scaled or supercell copy) and some it does not (other arrangements, formulas)."""
+    base = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.9), ["Sr", "Ti", "O"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]])
+    out = [base]
+    rotated = Structure(Lattice(base.lattice.matrix[[1, 2, 0]]), base.species,
+                        base.frac_coords[:, [1, 2, 0]])
+    out.append(rotated)  # a symmetry-equivalent setting (axes permuted)
+    order = rng.permutation(len(base))
+    out.append(Structure(base.lattice, [base.species[i] for i in order],
+                         base.frac_coords[order]))  # sites permuted
+    for scale in (0.05, 0.15, 0.3):  # displacements within the matcher's tolerance
+        shaken = base.copy()
+        shaken.perturb(scale)
+        out.append(shaken)
+    strained = base.copy()
+    strained.apply_strain([0.08, -0.05, 0.03])
+    out += [strained, base * (2, 1, 1), Structure(Lattice.cubic(4.4), base.species,
+                                                   base.frac_coords)]
+    swapped = Structure(base.lattice, ["Ti", "Sr", "O", "O", "O"], base.frac_coords)
+    tetragonal = base.copy()
+    tetragonal.apply_strain([0.0, 0.0, 0.6])
+    out += [swapped, tetragonal, Structure(Lattice.cubic(3.9), ["Ba", "Ti", "O", "O", "O"],
+                                           base.frac_coords)]
+    return out
 
-        with pytest.raises(ConfigError, match="pip install chgnet"):
-            relax_all([rocksalt()], "chgnet")
-    else:
-        pytest.skip("chgnet is installed; its path is exercised by relax=chgnet")
+
+def test_prefilter_never_separates_what_the_matcher_matches():
+    structures = _variants(np.random.default_rng(0))
+    n = len(structures)
+    prepared = [matching.prepare(s) for s in structures]
+    matches = 0
+    for i in range(n):
+        for j in range(n):
+            if matching._fits(structures[i], structures[j]):  # the full matcher
+                matches += 1
+                assert matching.bucket_key(structures[i]) == matching.bucket_key(structures[j])
+                assert matching.may_match(prepared[i], prepared[j]), (i, j)
+                assert matching.prepared_fits(prepared[i], prepared[j], structures[i],
+                                              structures[j])
+    assert matches > n  # there are real matches beyond the diagonal
+    # deduplication with the prefilter agrees with comparing every pair with the matcher
+    first = matching.deduplicate(structures, range(n))
+    brute: dict[int, int] = {}
+    reps: list[int] = []
+    for i in range(n):
+        j = next((r for r in reps if matching._fits(structures[i], structures[r])), None)
+        if j is None:
+            reps.append(i)
+        brute[i] = i if j is None else j
+    assert first == brute
+    assert all(first[i] == 0 for i in range(1, 9))  # every copy found as a duplicate
+    assert first[10] == 10 and first[11] == 11  # a 60 % stretch, another formula: new
+
+
+def test_lattice_bound_prunes_a_cell_the_matcher_rejects():
+    a = Structure(Lattice.cubic(3.9), ["Sr"], [[0, 0, 0]])
+    long = Structure(Lattice.tetragonal(3.0, 7.0), ["Sr"], [[0, 0, 0]])
+    pa, pl = matching.prepare(a), matching.prepare(long)
+    assert not matching.may_match(pl, pa) and not matching._fits(long, a)

@@ -294,7 +294,10 @@ def test_python_api_with_relaxation_that_does_not_converge(tmp_path):
             if r["accepted"] == "True"]
     assert all(r["relax_status"] in ("not_converged", "failed") for r in rows)
     assert all((tmp_path / "cands" / r["cif"]).exists() for r in rows)  # kept, flagged
-    assert report.summary["funnel"]["relaxed"] == 0
+    assert report.summary["funnel"]["relaxed"] == report.summary["funnel"]["stable"] == 0
+    assert all(r["e_above_hull"] != "" and r["e_form_per_atom"] != "" for r in rows
+               if r["relax_status"] == "not_converged")  # energies, though not converged
+    assert report.summary["stability"]["hull"]["entries"]["element"] > 0
     z = encode_structures(fitted.model, structures[:3], data.attrs)
     assert z.shape == (3, 4)
     assert len(decode_latents_to_structures(fitted.model, z, data.attrs)) == 3
@@ -309,3 +312,30 @@ def test_generating_toward_a_target_needs_a_property(tmp_path):
                  TrainConfig(epochs=1, progress=False), Objective(beta=0.1))
     with pytest.raises(ConfigError, match="learned no property"):
         generate_candidates(fitted.model, data, 5, tmp_path / "c", target=1.0)
+
+
+def test_a_potential_without_coverage_keeps_and_flags_every_candidate(toy_run, tmp_path):
+    out = tmp_path / "cands"
+    invoke("generate", toy_run, "-n", "30", "--out", out, "-g", "relax=emt",
+           "-g", "keep=valid", "-g", "training=none")  # EMT knows none of Sr, Ti, O, ...
+    report = json.loads((out / "report.json").read_text())
+    assert report["relaxation"]["skipped"] > report["accepted"] / 2
+    assert report["stability"]["sun_rate"] is None  # novelty was not checked
+    rows = [r for r in read_rows(out / "candidates.csv") if r["accepted"] == "True"]
+    assert all((out / r["cif"]).exists() for r in rows)  # kept
+    skipped = [r for r in rows if r["relax_status"] == "skipped"]
+    assert len(skipped) == report["relaxation"]["skipped"]
+    assert all("EMT has no parameters" in r["relax_problem"] and r["e_above_hull"] == ""
+               and "relaxation skipped" in r["hull_problem"] for r in skipped)
+
+
+def test_a_missing_hull_reference_is_named_before_any_work(toy_run, tmp_path):
+    result = CliRunner().invoke(main, ["generate", str(toy_run), "-n", "5", "--out",
+                                       str(tmp_path / "c"), "-g", "relax=emt",
+                                       "-g", f"reference={tmp_path / 'nowhere'}"])
+    assert result.exit_code == 1 and "nowhere: no such file" in result.output
+    assert not (tmp_path / "c" / "candidates.csv").exists()
+    result = CliRunner().invoke(main, ["generate", str(toy_run), "-n", "5", "--out",
+                                       str(tmp_path / "d"), "-g", "relax=emt",
+                                       "-g", "workers=two"])
+    assert result.exit_code == 1 and "workers must be a whole number" in result.output

@@ -14,6 +14,12 @@ each slot, the mean direction of each coordinate's von Mises and the lattice mea
 compositionally valid, unique among the generated set and novel against the run's
 training split (`run.train`; `training=PATH` names another reference, `training=none`
 switches novelty off); each gets `<id>.cif` (and `<id>_relaxed.cif` when relaxed).
+
+With `relax=chgnet` (or `emt`) the accepted candidates are relaxed (`workers=N`
+processes) and each gets a formation energy and an energy above the convex hull built
+with the same potential (see `hull`; `reference=PATH` adds the user's structures); the
+funnel goes on relaxed -> stable (<= 0.1 eV/atom) -> on or below the hull, the report
+gives the S.U.N. rate, and `e_above_hull.png` shows the distribution.
 """
 
 from __future__ import annotations
@@ -33,10 +39,10 @@ from pymatgen.core import Structure
 import betavae_core as bv
 from betavae_core import CandidateReport, ConfigError, DataError, DomainData, OutputExistsError
 
-from . import guidance, matching, validity
+from . import guidance, hull, matching, validity
 from .latents import DEFAULT_COMPONENTS, latent_draws
 from .loaders import load_like
-from .relax import CALCULATORS, relax_all
+from .relax import CALCULATORS, make_potential, relax_all
 from .representation import CrystalRepresentation, single_blas_thread
 
 KEEP = ("novel", "unique", "valid")
@@ -76,6 +82,19 @@ def parse_target(target: Any, prop: dict[str, Any] | None) -> float | None:
         return float(target)
     except (TypeError, ValueError):
         raise ConfigError(f"target must be a number; got {target!r}.") from None
+
+
+def parse_workers(workers: Any) -> int:
+    """How many processes relax candidates (default 1: this one)."""
+    if workers is None:
+        return 1
+    try:
+        value = int(workers)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1 or str(workers).strip() != str(value):
+        raise ConfigError(f"workers must be a whole number >= 1; got {workers!r}.")
+    return value
 
 
 def parse_relax(relax: Any) -> str | None:
@@ -147,18 +166,22 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
                       decode: str = "mode", keep: str = "novel", training: Any = None,
                       target: Any = None, target_steps: int = 200, target_lr: float = 0.05,
                       prior_weight: float = 1.0, relax: str | None = None,
-                      relax_steps: int = 200, fmax: float = 0.05, symprec: float = 0.1
-                      ) -> CandidateReport:
+                      relax_steps: int = 200, fmax: float = 0.05, symprec: float = 0.1,
+                      workers: Any = None, reference: Any = None) -> CandidateReport:
     """Draw `samples.n` latent codes, decode them into candidate crystals and write the
     accepted ones into `run.out_dir` with a funnel report."""
     if run.out_dir is None:
         raise ConfigError("the crystals generator needs run.out_dir, the folder to write into.")
     out_dir = Path(run.out_dir)
     attrs, model, n = run.attrs, run.model, int(samples.n)
+    hull_reference = reference  # the user's hull references; `reference` below: training
     rep = CrystalRepresentation.from_attrs(attrs)
     prop = guidance.property_info(attrs)
     goal = parse_target(target, prop)
     relax = parse_relax(relax)
+    workers = parse_workers(workers)
+    user_references = ([] if hull_reference is None or relax is None
+                       else hull.read_reference(hull_reference))  # before any work
     if decode not in DECODE:
         raise ConfigError(f"decode must be one of {DECODE}; got {decode!r}.")
     if keep not in KEEP:
@@ -200,10 +223,12 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
 
     matched: dict[int, str | None] = {}
     near_idx = near_dist = None
+    training_items: list[tuple[str, Structure]] = []
     if reference is not None:
         ref_rep = CrystalRepresentation.from_attrs(reference.attrs)
         ref_structures = ref_rep.decode(reference.x)
         names = [str(v) for v in reference.metadata.get("name", range(len(reference)))]
+        training_items = list(zip(names, ref_structures, strict=True))
         train_set = matching.TrainingSet.build(ref_structures, names)
         matched = {i: train_set.match(structures[i]) for i in unique}
         near_idx, near_dist = nearest_training(means, z)
@@ -212,10 +237,19 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
     accepted = {"novel": novel, "unique": unique, "valid": valid}[keep]
 
     relaxations: dict[int, Any] = {}
+    energies: dict[int, hull.EnergyResult] = {}
+    stability: dict[str, Any] = {}
     if relax is not None:
-        results = relax_all([structures[i] for i in accepted], relax, fmax, int(relax_steps))
+        potential = make_potential(relax)  # here too: the hull's references use it
+        results = relax_all([structures[i] for i in accepted],
+                            potential if workers == 1 else relax, fmax, int(relax_steps),
+                            workers=workers, progress=True)
         relaxations = dict(zip(accepted, results, strict=True))
         clock.lap("relaxation", len(accepted))
+        energies, stability = hull.assess(relaxations, potential, training_items,
+                                          user_references, out_dir, run.run_dir,
+                                          fmax, int(relax_steps))
+        clock.lap("energy_above_hull", len(energies))
 
     width = max(5, len(str(n - 1)))
     ids = [f"cand_{i:0{width}d}" for i in range(n)]
@@ -224,19 +258,25 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
     clock.lap("write", len(accepted))
     rows = _rows(ids, structures, struct_ok, struct_why, comp_ok, comp_why, first_of, matched,
                  near_idx, near_dist, reference, predicted, prop, relaxations, sg, set(accepted),
-                 reference is not None)
+                 reference is not None, energies)
     bv.write_text(out_dir / "candidates.csv", _csv(rows))
     files.append("candidates.csv")
     summary = _summary(n, struct_ok, comp_ok, valid, unique, novel, accepted, relaxations,
                        reference, reference_note, predicted, prop, goal, clock, keep, decode,
                        relax)
+    if relax is not None:
+        novel_set = set(novel) if reference is not None else None
+        summary["funnel"].update(hull.funnel(relaxations, energies))
+        summary["stability"] = {**stability, **hull.sun(n, relaxations, energies, novel_set)}
+        files += hull.write_figure(out_dir, energies, relax, relaxations)
     summary["latent"] = latent_source
     summary["options"] = {"latent": latent, "latent_components": latent_components,
                           "relax": relax, "relax_steps": relax_steps, "fmax": fmax,
                           "target": goal, "target_steps": target_steps, "target_lr": target_lr,
                           "prior_weight": prior_weight, "decode": decode, "keep": keep,
                           "training": None if training is None else str(training),
-                          "symprec": symprec, "seed": run.seed}
+                          "symprec": symprec, "seed": run.seed, "workers": workers,
+                          "reference": None if hull_reference is None else str(hull_reference)}
     bv.write_json(out_dir / "report.json", summary)
     files.append("report.json")
     objects = {ids[i]: structures[i] for i in accepted}
@@ -260,7 +300,7 @@ def _write_cifs(out_dir: Path, ids: Sequence[str], structures: Sequence[Structur
 
 def _rows(ids, structures, struct_ok, struct_why, comp_ok, comp_why, first_of, matched,
           near_idx, near_dist, reference, predicted, prop, relaxations, sg, accepted,
-          checked_novelty) -> list[dict[str, Any]]:
+          checked_novelty, energies) -> list[dict[str, Any]]:
     names = (reference.metadata.get("name") if reference is not None else None)
     prop_col = f"predicted_{prop['name']}" if prop else None
     rows = []
@@ -292,6 +332,13 @@ def _rows(ids, structures, struct_ok, struct_why, comp_ok, comp_why, first_of, m
             row["relax_problem"] = r.reason if r else ""
             row["energy_per_atom"] = (round(r.energy_per_atom, 5) if r and r.energy_per_atom
                                       is not None else "")
+            row["relax_steps"] = r.steps if r else ""
+            row["max_force"] = r.max_force if r and r.max_force is not None else ""
+            e = energies.get(i)
+            row["e_form_per_atom"] = e.e_form_per_atom if e and e.e_form_per_atom is not None \
+                else ""
+            row["e_above_hull"] = e.e_above_hull if e and e.e_above_hull is not None else ""
+            row["hull_problem"] = e.reason if e else ""
         row["accepted"] = i in accepted
         row["cif"] = f"{ids[i]}.cif" if i in accepted else ""
         rows.append(row)

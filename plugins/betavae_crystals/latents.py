@@ -1,5 +1,11 @@
-"""Where generated crystals come from in latent space: the prior, or the aggregate
-posterior of the training structures.
+"""Where generated crystals come from in latent space: the model's prior, the standard
+normal, or the aggregate posterior of the training structures.
+
+Three sources (`latent=`): "prior" draws from the model's own prior
+(`model.sample_prior`: N(0, I), or the learned mixture of a `prior="mog"` model, saved
+with its weights); "normal" draws z ~ N(0, I) whatever the model's prior (CDVAE's
+generation protocol); "posterior" draws from a mixture fitted after training to the
+training encodings (below).
 
 At the small beta crystals need (0.05), the training encodings spread wider than the
 N(0, I) prior (posterior-mean s.d. ~2 per dimension on Perov-5) and leave most of the
@@ -19,7 +25,7 @@ import torch
 
 from betavae_core import ConfigError
 
-SOURCES = ("posterior", "prior")
+SOURCES = ("posterior", "prior", "normal")
 DEFAULT_COMPONENTS = 50
 
 
@@ -48,15 +54,28 @@ def latent_draws(model: Any, n: int, source: str, means: np.ndarray | None,
                  generator: torch.Generator, seed: int,
                  components: int = DEFAULT_COMPONENTS) -> tuple[torch.Tensor, str]:
     """(n latent codes, where they came from): from the mixture over the training
-    posterior `means`, or from the prior (asked for, or when `means` is None: no
-    training structures are known) with `generator`."""
+    posterior `means`, from the model's prior (asked for, or when `means` is None: no
+    training structures are known) or from N(0, I) ("normal"), with `generator`."""
     if source not in SOURCES:
         raise ConfigError(f"latent must be one of {SOURCES}; got {source!r}.")
     if source == "posterior" and means is not None:
         z = mixture_draws(means, n, seed, components)
         return z, (f"Gaussian mixture ({n_components(len(means), components)} components) "
                    f"fitted to the training posterior means")
+    if source == "normal":
+        return torch.randn(int(n), model.latent_dim, generator=generator), "N(0, I)"
     z = model.sample_prior(int(n), generator=generator).cpu()
+    name = prior_name(model)
     if source == "prior":
-        return z, "prior N(0, I)"
-    return z, "prior N(0, I) (no training structures known to fit the posterior mixture)"
+        return z, name
+    return z, f"{name} (no training structures known to fit the posterior mixture)"
+
+
+def prior_name(model: Any) -> str:
+    """How the model's prior reads in a report: "prior N(0, I)", or the learned one."""
+    prior = getattr(model.config, "prior", "isotropic")
+    if prior == "isotropic" and not getattr(model.config, "learn_prior", False):
+        return "prior N(0, I)"
+    options = getattr(model.config, "prior_options", None) or {}
+    shown = ", ".join(f"{k} {v}" for k, v in options.items())
+    return f"learned prior {prior}" + (f" ({shown})" if shown else "")

@@ -13,6 +13,18 @@ Over one item (see `representation` for the layout) it multiplies
   output for z: the property head of the latent space, trained with the VAE and saved
   with its weights.
 
+Site matching (`site_matching="hungarian"`, the default): a crystal's sites have no
+natural order, and in crystals of one species (Carbon-24) any fixed order (here: sorted
+coordinates) jumps discontinuously between near-identical structures, so a decoder
+trained slot by slot learns an average of the slots. Before scoring, the true sites are
+assigned to the decoded slots by the permutation that maximises the slots' species and
+von Mises coordinate log-likelihood (the von Mises is periodic, so this is the
+minimum-image match), with scipy's `linear_sum_assignment` over every slot (empty
+targets fill the slots the true sites leave free). `log_prob` is then the maximum over
+all permutations of the true sites, exactly: invariant to their order. The lattice term
+does not depend on the order. `site_matching="none"` scores slot by slot in the data's
+canonical order.
+
 Decoder output: (n, 2, max_sites + 2, 3 + V). Channel 0 holds the lattice means (rows 0
 and 1, columns 0-2), the coordinate parameter a and the species logits (site rows,
 columns 3..); channel 1 holds the coordinate parameter b; the rest is unused.
@@ -27,11 +39,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from betavae_core import DataError, Likelihood, check_finite
+from betavae_core import ConfigError, DataError, Likelihood, check_finite
 
 from .representation import COORD_COLS, EMPTY, LATTICE_ROWS, Z_SCALE, layout_of
 
 LOG_2PI = math.log(2 * math.pi)
+SITE_MATCHING = ("hungarian", "none")
+
+
+def site_cost(log_species: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+              log_i0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(n, slots, targets) negative log-likelihood of true site `target` (a row of x's
+    site block: coordinates and one-hot species) decoded by slot `slot`; an empty target
+    costs only its species term (its coordinates are not scored)."""
+    sites = x[:, LATTICE_ROWS:]
+    onehot = sites[..., COORD_COLS:]
+    angle = 2 * math.pi * sites[..., :3]
+    species = torch.einsum("njv,niv->nji", log_species, onehot)
+    coords = (torch.einsum("njd,nid->nji", a, torch.cos(angle))
+              + torch.einsum("njd,nid->nji", b, torch.sin(angle))
+              - log_i0.sum(dim=-1, keepdim=True))
+    occupied = 1.0 - onehot[..., EMPTY]
+    return -(species + coords * occupied[:, None, :])
+
+
+def assignment(cost: torch.Tensor) -> torch.Tensor:
+    """(n, slots) index of the target each slot gets, minimising each item's total cost
+    (scipy's Hungarian solver, one item at a time on the CPU)."""
+    from scipy.optimize import linear_sum_assignment
+
+    matrices = cost.detach().to("cpu", torch.float64).numpy()
+    out = torch.empty(cost.shape[:2], dtype=torch.long)
+    for k, m in enumerate(matrices):
+        _, cols = linear_sum_assignment(m)
+        out[k] = torch.from_numpy(cols)
+    return out.to(cost.device)
 
 
 class CrystalDistribution:
@@ -42,7 +84,9 @@ class CrystalDistribution:
                  property_mean: torch.Tensor | None = None,
                  property_scale: torch.Tensor | None = None,
                  context: dict[str, torch.Tensor] | None = None,
-                 lattice_center: torch.Tensor | None = None) -> None:
+                 lattice_center: torch.Tensor | None = None,
+                 site_matching: str = "hungarian") -> None:
+        self.site_matching = site_matching
         sites = params[:, :, LATTICE_ROWS:]
         self.lattice_mean = torch.cat([params[:, 0, 0, :3], params[:, 0, 1, :3]], dim=1)
         if lattice_center is not None:
@@ -84,7 +128,21 @@ class CrystalDistribution:
         z = (value - self.property_mean) / self.property_scale
         return mask.to(z) * (-0.5 * z * z - torch.log(self.property_scale) - 0.5 * LOG_2PI)
 
+    def matched(self, x: torch.Tensor) -> torch.Tensor:
+        """x with its site rows permuted to the decoded slots they fit best (unchanged
+        with `site_matching="none"`)."""
+        if self.site_matching == "none":
+            return x
+        log_i0 = torch.log(torch.special.i0e(self.kappa)) + self.kappa
+        with torch.no_grad():
+            cost = site_cost(F.log_softmax(self.logits, dim=-1), self.a, self.b, log_i0, x)
+            order = assignment(cost)
+        sites = torch.gather(x[:, LATTICE_ROWS:], 1,
+                             order[..., None].expand(-1, -1, x.shape[-1]))
+        return torch.cat([x[:, :LATTICE_ROWS], sites], dim=1)
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.matched(x)
         total = (self.lattice_log_prob(x) + self.species_log_prob(x)
                  + self.coordinate_log_prob(x))
         prop = self.property_log_prob()
@@ -134,15 +192,22 @@ class CrystalLikelihood(Likelihood):
     Options (declared on the record in `plugin`): `max_concentration` (cap on the von
     Mises kappa, default 1e4); `min_lattice_scale` (floor of the lattice numbers' learned
     s.d., default 0.01); `property_hidden` (width of the property head, default 64; 0
-    turns the head off).
+    turns the head off); `site_matching` ("hungarian", default: score the best
+    assignment of true sites to decoded slots; "none": the canonical order).
     """
 
     params_per_element = 2
 
     def __init__(self, event_shape: tuple[int, ...], max_concentration: float = 1e4,
-                 min_lattice_scale: float = 0.01, property_hidden: int = 64) -> None:
+                 min_lattice_scale: float = 0.01, property_hidden: int = 64,
+                 site_matching: str = "hungarian") -> None:
         super().__init__(event_shape, max_concentration=max_concentration,
-                         min_lattice_scale=min_lattice_scale, property_hidden=property_hidden)
+                         min_lattice_scale=min_lattice_scale, property_hidden=property_hidden,
+                         site_matching=site_matching)
+        if site_matching not in SITE_MATCHING:
+            raise ConfigError(f"likelihood option site_matching must be one of "
+                              f"{SITE_MATCHING}; got {site_matching!r}.")
+        self.site_matching = str(site_matching)
         if not float(min_lattice_scale) > 0:
             raise DataError(f"min_lattice_scale must be > 0; got {min_lattice_scale}.")
         self.min_log_scale = math.log(float(min_lattice_scale))
@@ -235,4 +300,5 @@ class CrystalLikelihood(Likelihood):
         return CrystalDistribution(
             params, self.lattice_log_scale.clamp(self.min_log_scale, 3.0).exp(), self.vocabulary,
             self.max_concentration, prediction, scale, context, self.lattice_center,
+            self.site_matching,
         )

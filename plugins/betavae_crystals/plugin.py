@@ -33,6 +33,7 @@ GENERATOR_OPTIONS = {
     "latent": "posterior", "latent_components": 50, "decode": "mode", "keep": "novel",
     "training": None, "target": None, "target_steps": 200, "target_lr": 0.05,
     "prior_weight": 1.0, "relax": None, "relax_steps": 200, "fmax": 0.05, "symprec": 0.1,
+    "workers": None, "reference": None,
 }
 
 
@@ -67,7 +68,8 @@ def register_loaders(register: bv.Register) -> None:
 def register_likelihoods(register: bv.Register) -> None:
     register(bv.LikelihoodSpec(
         name=LIKELIHOOD, domain=DOMAIN, build=bv.lazy(f"{PKG}.likelihoods:CrystalLikelihood"),
-        options={"max_concentration": 1e4, "min_lattice_scale": 0.01, "property_hidden": 64},
+        options={"max_concentration": 1e4, "min_lattice_scale": 0.01, "property_hidden": 64,
+                 "site_matching": "hungarian"},
         help="Gaussian lattice, von Mises fractional coordinates, categorical species "
              "(+ property head).",
     ))
@@ -106,5 +108,5 @@ def register_generators(register: bv.Register) -> None:
         name=GENERATOR, domain=DOMAIN, generate=bv.lazy(f"{PKG}.generation:generate_crystals"),
         samples="none", options=dict(GENERATOR_OPTIONS),
         help="Valid, unique, novel crystals as CIF + candidates.csv + report.json "
-             "(relax=emt|chgnet, target=VALUE).",
+             "(relax=emt|chgnet with energy above hull and S.U.N., target=VALUE).",
     ))

@@ -22,7 +22,9 @@ every atom in place). Sites are ordered by species class (classes are sorted by 
 electronegativity, then atomic number), then by coordinates; the origin is moved onto
 the first site of the first class, so a translation of the crystal does not change the
 tensor. Empty slots come last, with coordinates 0. Shapes alone tell the layout:
-`max_sites = rows - 2`, `V = columns - 3`.
+`max_sites = rows - 2`, `V = columns - 3`. The order only makes the encoding unique: the
+likelihood scores decoded slots against the true sites under their best assignment
+(`likelihoods`, `site_matching`), so a decoder need not reproduce the order.
 """
 
 from __future__ import annotations

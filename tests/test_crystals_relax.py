@@ -1,0 +1,132 @@
+"""Crystals: relaxation with CHGNet for real (a few structures, few steps), EMT in
+worker processes, the potential's element coverage, and the pip command when CHGNet is
+missing."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from betavae_core.errors import ConfigError
+from betavae_crystals import validity
+from betavae_crystals.relax import (
+    CHGNetPotential,
+    EMTPotential,
+    relax_all,
+    single_points,
+)
+
+
+def strained_srtio3(a: float = 4.15) -> Structure:
+    return Structure.from_spacegroup("Pm-3m", Lattice.cubic(a), ["Sr", "Ti", "O"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]])
+
+
+@pytest.fixture(scope="module")
+def chgnet():
+    pytest.importorskip("chgnet")
+    return CHGNetPotential()
+
+
+def test_chgnet_relaxes_a_strained_perovskite_toward_lower_energy(chgnet):
+    start = strained_srtio3()  # 6 % above SrTiO3's 3.9 Å
+    (before,) = single_points([start], chgnet)
+    (done,) = relax_all([start], chgnet, fmax=0.1, steps=25)
+    assert done.status in ("converged", "not_converged") and 0 < done.steps <= 25
+    assert np.isfinite(done.energy_per_atom) and done.energy_per_atom < before
+    assert done.max_force is not None and done.max_force >= 0
+    assert done.structure.lattice.a < start.lattice.a  # the cell shrank
+    assert validity.structure_validity(done.structure) == (True, "")
+    assert done.structure.composition == start.composition
+
+
+def test_chgnet_flags_elements_beyond_its_coverage_and_keeps_the_candidate(chgnet):
+    americium = Structure(Lattice.cubic(3.5), ["Am", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    (flagged,) = relax_all([americium], chgnet, steps=2)
+    assert flagged.status == "skipped" and "up to Z = 94" in flagged.reason
+    assert "Am" in flagged.reason and flagged.energy_per_atom is None
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_missing_chgnet_gives_the_pip_command(monkeypatch, workers):
+    for name in [m for m in sys.modules if m == "chgnet" or m.startswith("chgnet.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "chgnet", None)  # `import chgnet` now raises
+    monkeypatch.setitem(sys.modules, "chgnet.model", None)
+    rocksalt = AseAtomsAdaptor.get_structure(bulk("NaCl", "rocksalt", a=5.64))
+    with pytest.raises(ConfigError, match=r"pip install 'betavae\[chgnet\]'"):
+        relax_all([rocksalt], "chgnet", workers=workers)
+
+
+@pytest.mark.slow  # spawning two workers that import pymatgen: ~15 s on 2 busy cores
+def test_emt_in_worker_processes_matches_this_process():
+    structures = [AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=a)) for a in (3.5, 3.75)]
+    here = relax_all(structures, EMTPotential(), fmax=0.02, steps=100)
+    there = relax_all(structures, "emt", fmax=0.02, steps=100, workers=2, progress=True)
+    assert [r.status for r in there] == ["converged", "converged"]
+    assert np.allclose([r.energy_per_atom for r in here], [r.energy_per_atom for r in there])
+    # both start points relax to the same EMT lattice constant
+    assert abs(there[0].structure.volume - there[1].structure.volume) < 0.05
+
+
+def test_workers_must_be_a_positive_count():
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        relax_all([], "emt", workers=0)
+
+
+TINY = ["--latent-dim", "8", "--arch-option", "hidden=64", "--beta", "0.05", "--epochs", "40",
+        "--lr", "3e-3", "--batch-size", "32", "--quiet", "--threads", "1"]
+
+
+def invoke(*args):
+    from click.testing import CliRunner
+
+    from betavae_core.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    import betavae_core
+
+    betavae_core.reset_plugins()
+    run = tmp_path_factory.mktemp("crystals_relax") / "run"
+    invoke("train", "toy_perovskites", "-o", "copies=2", "--out", run, *TINY)
+    return run
+
+
+@pytest.mark.usefixtures("fresh_plugins")
+def test_generate_with_chgnet_writes_energies_above_hull_and_the_sun_rate(toy_run, tmp_path):
+    import csv
+    import json
+
+    pytest.importorskip("chgnet")
+    out = tmp_path / "cands"
+    invoke("generate", toy_run, "-n", "8", "--out", out, "-g", "relax=chgnet",
+           "-g", "relax_steps=3", "-g", "keep=valid")
+    report = json.loads((out / "report.json").read_text())
+    funnel, stability = report["funnel"], report["stability"]
+    assert list(funnel)[-3:] == ["relaxed", "stable", "on_or_below_hull"]
+    assert funnel["relaxed"] >= funnel["stable"] >= funnel["on_or_below_hull"] >= 0
+    assert "not DFT energies" in stability["caveat"] and stability["potential"] == "CHGNet"
+    assert stability["sun_rate"] is not None and 0 <= stability["sun_rate"] <= 1
+    with open(out / "candidates.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["accepted"] == "True"]
+    assert rows and {"e_form_per_atom", "e_above_hull", "hull_problem", "max_force"} <= set(rows[0])
+    with_energy = [r for r in rows if r["energy_per_atom"]]
+    assert with_energy and all(np.isfinite(float(r["energy_per_atom"])) for r in with_energy)
+    for r in with_energy:  # a number, or no number and the reason
+        assert (r["e_above_hull"] != "") != (r["hull_problem"] != ""), r
+    assert any(r["e_above_hull"] for r in with_energy)
+    assert (out / "e_above_hull.png").stat().st_size > 1000
+    assert (out / "hull_chgnet.json").is_file()
+    # the reference energies are kept with the model, for the next generate on this run
+    assert (toy_run / "hull_chgnet.json").is_file() and "cached in" in stability["cache"]
