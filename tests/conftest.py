@@ -24,6 +24,17 @@ TINY_EPOCHS = 3
 
 
 @pytest.fixture
+def one_thread():
+    """Small fits run faster on one thread on a shared machine; restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def fresh_plugins(monkeypatch):
     """A plugin host loaded from scratch for this test, and forgotten afterwards.
 

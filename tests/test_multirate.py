@@ -24,15 +24,6 @@ from betavae_core.cli import main
 from betavae_core.posterior import encode, reconstruct
 
 
-@pytest.fixture
-def one_thread():
-    """Small fits run faster on one thread on a shared machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_beta_is_one_more_covariate_column_of_encoder_and_decoder() -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(event_shape=(5,), latent_dim=2, covariate_dim=1, beta_range=[0.1, 10.0],

@@ -132,15 +132,6 @@ def _clusters(n: int, seed: int) -> DomainData:
     return DomainData(x=x, likelihood="gaussian", domain="test")
 
 
-@pytest.fixture
-def one_thread():
-    """Small fits run faster on one thread on a shared machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_learned_mixture_prior_fits_clustered_codes_better_than_n01(one_thread) -> None:
     train, held = _clusters(600, 0), _clusters(300, 1)
     cfg = ModelConfig.for_data(train, latent_dim=2, prior="mog", prior_options={

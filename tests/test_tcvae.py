@@ -103,15 +103,6 @@ def test_tc_beta_settings_are_checked() -> None:
     assert "tc_beta" not in Objective().to_dict()  # off: config.json as before
 
 
-@pytest.fixture
-def one_thread():
-    """Small fits run faster on one thread on a shared machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_fit_with_tc_beta_logs_tc_and_lowers_it(one_thread) -> None:
     """Four clusters squeezed into 2 latents make a dependent aggregate posterior; the
     plain beta-VAE (tc_beta = beta) leaves its TC high, tc_beta = 10 drives it down."""
