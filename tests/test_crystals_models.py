@@ -116,3 +116,16 @@ def test_learned_prior_draws_are_seeded_and_differ_from_the_standard_normal(tmp_
     # the learned prior's draws sit around its own centre, not the standard normal's
     assert torch.allclose(draws("prior", 4).mean(0), centre, atol=0.35)
     assert latent_draws(model, 5, "normal", None, torch.Generator(), 0)[1] == "N(0, I)"
+
+
+def test_species_match_ignores_site_order_but_not_species():
+    """Under site matching the decoded slot order is free: the same species in another
+    order still match; a changed species or a dropped site does not."""
+    from betavae_crystals.evaluations import species_match
+
+    original = np.array([[38, 22, 8, 8, 8, 0], [6, 6, 6, 6, 0, 0]])
+    permuted = np.array([[8, 22, 8, 38, 8, 0], [6, 0, 6, 6, 6, 0]])
+    assert species_match(original, permuted) == 1.0
+    changed = np.array([[8, 22, 8, 56, 8, 0], [6, 0, 6, 6, 0, 0]])  # Sr -> Ba; a C lost
+    assert species_match(original, changed) == 0.0
+    assert species_match(original, np.array([permuted[0], changed[1]])) == 0.5
