@@ -179,11 +179,11 @@ def _training_options(func):
                      "data's own, else mlp)."),
         click.option("--arch-option", multiple=True, metavar="KEY=VALUE",
                      help="Architecture option (repeatable), e.g. hidden=256,128."),
-        click.option("--prior", type=click.Choice(list(PRIOR_CHOICES)),
-                     default="isotropic", show_default=True,
+        click.option("--prior", type=click.Choice(list(PRIOR_CHOICES)), default=None,
                      help="p(z): Gaussian (isotropic, anisotropic), factorised Laplace or "
                      "Student-t, a learned mixture of Gaussians (mog), or p(z|u) from the "
-                     "covariates (conditional, the iVAE construction)."),
+                     "covariates (conditional, the iVAE construction) [default: the "
+                     "domain's, else isotropic]."),
         click.option("--prior-option", multiple=True, metavar="KEY=VALUE",
                      help="Prior option (repeatable): student_t df=3, mog components=10, "
                      "conditional hidden=32."),

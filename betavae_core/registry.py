@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 DEFAULTABLE = frozenset({
     "beta", "latent_dim", "likelihood", "likelihood_options", "architecture",
     "architecture_options", "epochs", "patience", "keep", "batch_size", "lr",
-    "val_fraction", "schedule", "warmup_epochs", "free_bits", "capacity",
+    "val_fraction", "schedule", "warmup_epochs", "free_bits", "capacity", "prior",
+    "prior_options",
 })
 
 # What the core hands a generator (`Generator.samples`): prior draws decoded by the

@@ -43,7 +43,14 @@ def configs_for(
         raise ConfigError(f"the {data.domain!r} data suggests unknown training defaults {odd}; "
                           f"valid: {sorted(DEFAULTABLE)}.")
     from_domain = {k: v for k, v in data.defaults.items() if k not in given}
+    # options suggested for the domain's likelihood, architecture or prior do not carry
+    # over to another one the user chose
+    dropped = {f"{base}_options" for base in ("likelihood", "architecture", "prior")
+               if base in given and given[base] != data.defaults.get(base, given[base])}
+    from_domain = {k: v for k, v in from_domain.items() if k not in dropped}
     for key in MERGED:
+        if key in dropped:
+            continue
         suggested, chosen = data.defaults.get(key), given.get(key)
         if isinstance(suggested, dict) and isinstance(chosen, dict):
             kept = {k: v for k, v in suggested.items() if k not in chosen}

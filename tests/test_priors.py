@@ -248,3 +248,17 @@ def test_posterior_evaluation_and_generation_use_the_conditional_prior() -> None
     mean, log_s = model.conditional_prior(u[:1])
     se = log_s[0].detach().exp() / math.sqrt(len(u))
     assert torch.all((draws.mean(0) - mean[0].detach()).abs() < 4 * se)
+
+
+def test_a_domain_may_suggest_a_prior_and_the_user_overrides_it() -> None:
+    from betavae_core import configs_for
+
+    data = _covariate_data()
+    data.defaults = {"prior": "student_t", "prior_options": {"df": 5}}
+    model, _, _, from_domain = configs_for(data)
+    assert (model.prior, model.prior_options["df"]) == ("student_t", 5)
+    assert from_domain["prior"] == "student_t"
+    model, _, _, from_domain = configs_for(data, {"prior": "laplace", "prior_options": None})
+    assert model.prior == "laplace" and "prior" not in from_domain
+    plain = DomainData(x=torch.randn(8, 4), likelihood="gaussian", domain="test")
+    assert configs_for(plain)[0].prior == "isotropic"  # nothing suggested: the core's
