@@ -149,17 +149,9 @@ def is_valid(structure) -> bool:
 def reconstruction(model, test, rep: CrystalRepresentation) -> dict:
     """Match rate and RMSE with CDVAE's validity gate (RecEval), and the ungated rate."""
     items = bv.reconstruct(model, test, mean=True).mean
-    matcher = protocol_matcher()
-    rms, gate = [], []
-    for a, b in zip(rep.decode(test.x), rep.decode(items), strict=True):
-        r = None
-        if a is not None and b is not None:
-            try:
-                r = matcher.get_rms_dist(a, b)
-            except Exception:  # a degenerate decoded cell can make the matcher fail
-                r = None
-        rms.append(None if r is None else float(r[0]))
-        gate.append(is_valid(b))
+    decoded = rep.decode(items)
+    rms = evaluations.rms_distances(rep.decode(test.x), decoded)
+    gate = [is_valid(b) for b in decoded]
     gated = [r for r, ok in zip(rms, gate, strict=True) if r is not None and ok]
     return {"match_rate": len(gated) / len(rms),
             "rmse": float(np.mean(gated)) if gated else None,

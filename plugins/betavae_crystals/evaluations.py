@@ -67,6 +67,22 @@ def checked_representation(model: Any, data: DomainData) -> CrystalRepresentatio
     return rep
 
 
+def rms_distances(originals: list, decoded: list) -> list[float | None]:
+    """StructureMatcher RMS distance of each decoded structure to its original under
+    CDVAE's tolerances; None where they do not match or either is missing."""
+    matcher = protocol_matcher()
+    rms: list[float | None] = []
+    for a, b in zip(originals, decoded, strict=True):
+        r = None
+        if a is not None and b is not None:
+            try:
+                r = matcher.get_rms_dist(a, b)
+            except Exception:  # a degenerate decoded cell can make the matcher fail
+                r = None
+        rms.append(None if r is None else float(r[0]))
+    return rms
+
+
 def species_match(original: np.ndarray, decoded: np.ndarray) -> float:
     """Share of items whose decoded species (empty slots included) are the original's as
     a multiset: independent of site order, which the likelihood's site matching leaves
@@ -82,17 +98,7 @@ def reconstruction(run: bv.RunContext) -> EvaluationResult:
     model, data = run.model, run.heldout
     rep = checked_representation(model, data)
     items = bv.reconstruct(model, data, mean=True).mean
-    originals, decoded = rep.decode(data.x), rep.decode(items)
-    matcher = protocol_matcher()
-    rms = []
-    for a, b in zip(originals, decoded, strict=True):
-        r = None
-        if a is not None and b is not None:
-            try:
-                r = matcher.get_rms_dist(a, b)
-            except Exception:  # a degenerate decoded cell can make the matcher fail
-                r = None
-        rms.append(None if r is None else float(r[0]))
+    rms = rms_distances(rep.decode(data.x), rep.decode(items))
     matched = [r for r in rms if r is not None]
     _, _, c0 = rep.split(data.x)
     _, _, c1 = rep.split(items)
