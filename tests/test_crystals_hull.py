@@ -4,6 +4,7 @@ user's reference set, the cache, and the funnel / S.U.N. counts."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from ase.build import bulk
 from pymatgen.core import Composition, Lattice, Structure
@@ -41,11 +42,23 @@ def test_elemental_references_from_ase_and_the_error_that_names_the_element():
     assert cell and crystal.composition.reduced_formula == "Cu"
     molecule, cell = hull.elemental_structure("O")  # ase keeps O as a diatomic molecule
     assert not cell and len(molecule) == 2 and molecule.lattice.a == hull.MOLECULE_BOX
-    for symbol in ("Pm", "S"):  # no reference data; orthorhombic S with no basis
+    ring, cell = hull.elemental_structure("S")  # α-S is a crystal of S8 crown rings
+    bonds = np.sort(ring.distance_matrix + 99 * np.eye(8), axis=1)[:, :2]
+    assert not cell and len(ring) == 8 and np.allclose(bonds, 2.05)
+    assert np.sort(ring.distance_matrix[0])[3] > 3.0  # a ring, not a cluster
+    for symbol in ("Pm", "Pa"):  # neither ase's reference states nor its Delta-test set
         with pytest.raises(DataError, match=f"no elemental reference for {symbol}:.*"
                                             f"reference=PATH with a structure of pure "
                                             f"{symbol}"):
             hull.elemental_structure(symbol)
+
+
+@pytest.mark.parametrize("symbol", ["B", "Mn", "Ga", "Te", "P", "Cl", "Se", "Br", "I"])
+def test_elements_bulk_cannot_build_come_from_ases_delta_test_crystals(symbol):
+    structure, cell = hull.elemental_structure(symbol)
+    assert cell and [el.symbol for el in structure.composition] == [symbol]
+    assert structure.is_valid(tol=1.0)  # no two atoms closer than 1 Å
+    assert structure.volume / len(structure) > 5.0  # Å³/atom: diamond, the densest, is 5.7
 
 
 def test_energy_above_hull_is_the_energy_over_the_relaxed_element():
@@ -76,12 +89,12 @@ def test_training_structures_shape_the_hull_of_a_binary():
 
 
 def test_no_reference_coverage_is_an_empty_value_with_the_reason_never_a_crash():
-    built = hull.build_hull([Composition("CuS"), Composition("Cu")], EMTPotential())
-    result = built.evaluate(Composition("CuS"), -1.0)
+    built = hull.build_hull([Composition("CuPm"), Composition("Cu")], EMTPotential())
+    result = built.evaluate(Composition("CuPm"), -1.0)
     assert result.e_above_hull is None and result.e_form_per_atom is None
-    assert "no elemental reference for S (system Cu-S)" in result.reason
+    assert "no elemental reference for Pm (system Cu-Pm)" in result.reason
     assert "ase has no crystal" in result.reason
-    assert "S" in built.summary()["elements_without_reference"]
+    assert "Pm" in built.summary()["elements_without_reference"]
     assert built.evaluate(Composition("Cu"), None).reason == "no energy (not relaxed)"
     assert built.evaluate(Composition("Cu"), -3.0).e_above_hull is not None
 

@@ -6,8 +6,13 @@ References, all evaluated with the candidates' potential:
 - elements: ase's reference crystal of each element (`ase.data.reference_states`, built
   with `ase.build.bulk`), relaxed (positions and cell); an element ase keeps as a
   diatomic molecule (H, N, O, F) is that molecule in a 10 Å periodic box, positions
-  relaxed. An element ase has no crystal for (S, P, Cl, ... need an atomic basis ase
-  does not hold) cannot be referenced: `elemental_structure` raises naming it, and a
+  relaxed. Sulfur is its S8 crown ring in the same box (α-S is a molecular crystal of
+  S8 rings). Where `bulk` has no crystal (B, P, Cl, Mn, Ga, Se, Br, Te, I need an atomic
+  basis it does not hold), the element's crystal from ase's `dcdft` collection (the
+  Delta-test set of elemental solids, Lejaeghere et al., Science 2016) is relaxed
+  instead; its Mn is a simplified two-atom cell, not α-Mn, so that reference lies a
+  little above the true ground state. An element in neither
+  (Pm, Pa, Pu, ...) cannot be referenced: `elemental_structure` raises naming it, and a
   candidate containing it gets no e_above_hull, with that reason, unless the user's
   reference set holds a structure of the pure element;
 - the training structures, single-point (they are DFT-relaxed crystals already);
@@ -21,6 +26,7 @@ Energies are cached by structure (a hash of its species, lattice and coordinates
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymatgen.core import Composition, Structure
+from pymatgen.core import Composition, Lattice, Structure
 
 import betavae_core as bv
 from betavae_core import DataError
@@ -39,10 +45,13 @@ from .relax import Potential, relax_batch, single_points
 
 STABLE_EV = 0.1  # eV/atom above the hull still counted stable (MatterGen's S.U.N. cut)
 ON_HULL_EV = 1e-6  # rounding slack for "on or below the hull"
-MOLECULE_BOX = 10.0  # Å, periodic box around an elemental diatomic molecule
+MOLECULE_BOX = 10.0  # Å, periodic box around an elemental molecule
+RINGS = {"S": (8, 2.05, 108.0)}  # element: (atoms, bond length Å, bond angle °) of its ring
 CACHE_FORMAT = 1
 CAVEAT = ("Energies come from the {potential} potential and a limited reference set "
-          "(ase's elemental reference structures relaxed with {potential}, the training "
+          "(ase's elemental reference structures, or its Delta-test crystals where it has "
+          "none, relaxed with {potential}; Mn there is a simplified cell a little above "
+          "α-Mn; S is an S8 ring in a box; the training "
           "structures single-point{user}); they are not DFT energies and not the Materials "
           "Project's hull. H, N, O and F are referenced by their molecules in a box, which "
           "a potential fit to crystals describes poorly, and a chemical system with few "
@@ -53,8 +62,9 @@ CAVEAT = ("Energies come from the {potential} potential and a limited reference 
 
 # --- references ------------------------------------------------------------------------
 def elemental_structure(symbol: str) -> tuple[Structure, bool]:
-    """(ase's reference structure of `symbol`, whether its cell relaxes too): a crystal
-    from `ase.build.bulk`, or a diatomic molecule in a periodic box (fixed cell)."""
+    """(a reference structure of `symbol`, whether its cell relaxes too): ase's reference
+    crystal from `ase.build.bulk`, a diatomic molecule in a periodic box (fixed cell), or
+    else the element's crystal in ase's Delta-test collection (`ase.collections.dcdft`)."""
     from ase import Atoms
     from ase.build import bulk
     from ase.data import atomic_numbers, reference_states
@@ -62,6 +72,8 @@ def elemental_structure(symbol: str) -> tuple[Structure, bool]:
 
     z = atomic_numbers.get(symbol)
     state = reference_states[z] if z is not None and z < len(reference_states) else None
+    if symbol in RINGS:
+        return ring_molecule(symbol, *RINGS[symbol]), False
     if state and state.get("symmetry") == "diatom":
         d = float(state["d"])
         c = MOLECULE_BOX / 2
@@ -71,13 +83,37 @@ def elemental_structure(symbol: str) -> tuple[Structure, bool]:
     try:
         atoms = bulk(symbol)
     except Exception as exc:
-        kind = (state or {}).get("symmetry", "none")
-        raise DataError(
-            f"no elemental reference for {symbol}: ase has no crystal structure for it "
-            f"(its reference state is {kind!r}: {str(exc).split('.')[0]}). Pass -g "
-            f"reference=PATH with a structure of pure {symbol} (CIF, POSCAR, extxyz, "
-            f"CSV or ASE db).") from None
+        atoms = delta_test_crystal(symbol)
+        if atoms is None:
+            kind = (state or {}).get("symmetry", "none")
+            raise DataError(
+                f"no elemental reference for {symbol}: ase has no crystal structure for it "
+                f"(its reference state is {kind!r}: {str(exc).split('.')[0]}; nor does its "
+                f"Delta-test collection). Pass -g reference=PATH with a structure of pure "
+                f"{symbol} (CIF, POSCAR, extxyz, CSV or ASE db).") from None
     return AseAtomsAdaptor.get_structure(atoms), True
+
+
+def ring_molecule(symbol: str, n: int, bond: float, angle_deg: float) -> Structure:
+    """A crown ring of n atoms (alternately above and below a circle, as in S8) with the
+    given bond length and bond angle, centred in a MOLECULE_BOX periodic box."""
+    # next-nearest neighbours sit 2 r sin(2π/n) apart: the law of cosines gives r
+    theta = math.radians(angle_deg)
+    r = bond * math.sqrt(2 * (1 - math.cos(theta))) / (2 * math.sin(2 * math.pi / n))
+    half = 0.5 * math.sqrt(bond ** 2 - (2 * r * math.sin(math.pi / n)) ** 2)
+    c = MOLECULE_BOX / 2
+    coords = [[c + r * math.cos(2 * math.pi * k / n), c + r * math.sin(2 * math.pi * k / n),
+               c + (half if k % 2 == 0 else -half)] for k in range(n)]
+    return Structure(Lattice.cubic(MOLECULE_BOX), [symbol] * n, coords,
+                     coords_are_cartesian=True)
+
+
+def delta_test_crystal(symbol: str) -> Any | None:
+    """The elemental crystal of `symbol` in ase's `dcdft` collection (ase.Atoms), or None
+    where the collection has none."""
+    from ase.collections import dcdft
+
+    return dcdft[symbol] if symbol in dcdft.names else None
 
 
 def structure_key(structure: Structure) -> str:
