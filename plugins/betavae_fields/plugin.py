@@ -57,6 +57,14 @@ def register_datasets(register: bv.Register) -> None:
         help="2D XY angles from Monte Carlo (Metropolis + over-relaxation, Wolff near T_BKT).",
     ))
     register(bv.Dataset(
+        name="xy2d_tiled", domain=DOMAIN, load=bv.lazy(f"{IMPL}.bkt:load_xy2d_tiled"),
+        has_factors=True, defaults=_suggested(),
+        options={"L": 32, "sizes": "auto", "t_min": 0.4, "t_max": 1.6, "n_temperatures": 13,
+                 "samples": 200, "seed": 0},
+        help="xy2d of several sizes (auto: L/4, L/2, L) tiled up to side L, for one model "
+             "that the bkt evaluation reads every size with.",
+    ))
+    register(bv.Dataset(
         name="phi4_2d", domain=DOMAIN, load=bv.lazy(f"{IMPL}.datasets:load_phi4_2d"),
         has_factors=True, defaults=_suggested(),
         options={"L": 16, "k_min": 0.25, "k_max": 0.45, "n_kappas": 11, "samples": 200,
@@ -137,6 +145,15 @@ def register_evaluations(register: bv.Register) -> None:
         applies=bv.lazy(f"{IMPL}.multisize:several_sizes"),
         help="Binder crossings and a (Tc, nu) collapse of the latent across lattice sizes, "
              "beside Monte Carlo |m|.",
+    ))
+    register(bv.Evaluation(
+        name="bkt", domain=DOMAIN, evaluate=bv.lazy(f"{IMPL}.bkt:bkt"),
+        applies=bv.lazy(f"{IMPL}.bkt:is_xy"),
+        options={"sizes": "auto", "t_min": 0.8, "t_max": 1.1, "n_temperatures": 13,
+                 "samples": 200, "seed": 1, "n_boot": 200, "readout": "decoded"},
+        help="XY's T_BKT from the latent (eta = 1/4 across sizes, tiled to the model's L; "
+             "sizes=auto: L/4, L/2, L) beside the helicity modulus' jump 2T/pi (Monte "
+             "Carlo), log-extrapolated.",
     ))
     register(bv.Evaluation(
         name="generated_physics", domain=DOMAIN,
