@@ -15,6 +15,14 @@ compositionally valid, unique among the generated set and novel against the run'
 training split (`run.train`; `training=PATH` names another reference, `training=none`
 switches novelty off); each gets `<id>.cif` (and `<id>_relaxed.cif` when relaxed).
 
+Throughput: the checks run on the decoded arrays (`DecodedCells`), not on pymatgen
+objects: validity in batches (`validity.*_arrays`), uniqueness and novelty through the
+prefilter of `matching` (fingerprints, then the matcher's test emulated on arrays, the
+matcher itself only near its tolerance), CIF text and space groups (spglib) straight from
+the arrays; a Structure is built only where pymatgen is asked (the matcher, relaxation,
+the report's `objects`). Every verdict is the protocol matcher's; the benchmark
+`benchmarks/crystals_throughput.py` checks it.
+
 With `relax=chgnet` (or `emt`) the accepted candidates are relaxed (`workers=N`
 processes) and each gets a formation energy and an energy above the convex hull built
 with the same potential (see `hull`; `reference=PATH` adds the user's structures); the
@@ -28,13 +36,14 @@ import csv
 import io
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 
 import betavae_core as bv
 from betavae_core import CandidateReport, ConfigError, DataError, DomainData, OutputExistsError
@@ -43,7 +52,7 @@ from . import guidance, hull, matching, validity
 from .latents import DEFAULT_COMPONENTS, latent_draws
 from .loaders import load_like
 from .relax import CALCULATORS, make_potential, relax_all
-from .representation import CrystalRepresentation, single_blas_thread
+from .representation import CrystalRepresentation, lattice_matrices, single_blas_thread
 
 KEEP = ("novel", "unique", "valid")
 DECODE = ("mode", "sample")
@@ -139,6 +148,167 @@ def _skipped_note(skipped: dict[str, Any]) -> str:
 
 
 # --- the funnel ------------------------------------------------------------------------
+class LazyStructures(Sequence):
+    """The decoded items as pymatgen Structures (None for an all-empty item), each built
+    on first use: at 100,000 candidates, building them all costs more than every check
+    that runs on the arrays."""
+
+    def __init__(self, cells: DecodedCells) -> None:
+        self.cells = cells
+        self.cache: dict[int, Structure | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.cells.classes)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        i = int(i)
+        if i not in self.cache:
+            c = self.cells
+            keep = c.occupied[i]
+            self.cache[i] = (Structure(Lattice(c.matrices[i]), list(c.symbols[c.classes[i][keep]]),
+                                       np.mod(c.frac[i][keep], 1.0)) if keep.any() else None)
+        return self.cache[i]
+
+
+class LazyObjects(Mapping):
+    """Candidate id -> Structure, built when asked for (the report's `objects`)."""
+
+    def __init__(self, index: dict[str, int], structures: LazyStructures) -> None:
+        self.index, self.structures = index, structures
+
+    def __getitem__(self, key: str) -> Structure:
+        return self.structures[self.index[key]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+@dataclass
+class DecodedCells:
+    """Decoded items as arrays: lattice features (n, 6), cell matrices (n, 3, 3),
+    fractional coordinates (n, S, 3) and species classes (n, S); the funnel's checks run
+    on these, and Structures are built only where pymatgen is needed."""
+
+    rep: CrystalRepresentation
+    lattice: np.ndarray
+    matrices: np.ndarray
+    frac: np.ndarray
+    classes: np.ndarray
+
+    @classmethod
+    def from_items(cls, rep: CrystalRepresentation, items: Any) -> DecodedCells:
+        lattice, frac, classes = rep.split(items)
+        return cls(rep, lattice, lattice_matrices(lattice), frac, classes)
+
+    def __post_init__(self) -> None:
+        self.occupied = self.classes != 0
+        self.symbols = np.array(["X", *self.rep.species], dtype=object)
+        self.structures = LazyStructures(self)
+        self.counts = validity.reduced_counts(self.classes, self.rep.n_classes)
+        self._formula: dict[bytes, tuple[str, str, int]] = {}
+        self._cell_numbers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def formula_of(self, i: int) -> tuple[str, str, int]:
+        """(reduced formula, formula, formula units) of item i, as pymatgen writes them."""
+        from pymatgen.core import Composition
+
+        row = self.counts[i]
+        units = int(np.bincount(self.classes[i], minlength=len(row))[1:].sum() // max(
+            row.sum(), 1))
+        key = row.tobytes() + units.to_bytes(4, "little")
+        if key not in self._formula:
+            comp = Composition({self.rep.species[c - 1]: int(row[c]) * units
+                                for c in np.nonzero(row)[0]})
+            self._formula[key] = ((comp.reduced_formula, comp.formula, units) if units
+                                  else ("", "", 0))
+        return self._formula[key]
+
+    def formulas(self) -> list[str]:
+        return [self.formula_of(i)[0] for i in range(len(self.classes))]
+
+    def densities(self) -> np.ndarray:
+        """g/cm^3 of every item (pymatgen's `Structure.density`)."""
+        from pymatgen.core import Element
+        from pymatgen.core.units import Length, Mass
+
+        masses = np.array([0.0] + [float(Element(s).atomic_mass) for s in self.rep.species])
+        per_a3 = float(Mass(1.0, "amu").to("g")) / float(Length(1.0, "ang").to("cm")) ** 3
+        volume = np.abs(np.linalg.det(self.matrices))
+        return masses[self.classes].sum(axis=1) / np.where(volume > 0, volume, np.inf) * per_a3
+
+    def prefilter(self, index: Iterable[int]) -> matching.Prefilter:
+        """Fingerprints and matcher buckets of the items in `index`."""
+        index = np.asarray(list(index), dtype=np.int64)
+        ranks = min(self.rep.max_sites, len(self.rep.species))
+        fingerprints = np.zeros((len(self.classes), matching.fingerprint_width(ranks)))
+        if len(index):
+            fingerprints[index] = matching.distance_fingerprints(
+                self.matrices[index], self.frac[index], self.classes[index], ranks=ranks)
+        keys = matching.bucket_keys(self.counts, self.occupied.sum(axis=1), self.rep.species,
+                                    self.structures.__getitem__, index)
+        cells, frac = matching.cells_for_alignment(self.matrices, self.frac, self.occupied)
+        return matching.Prefilter(fingerprints, keys, self.structures.__getitem__, cells, frac,
+                                  self.classes)
+
+    def cif(self, i: int) -> str:
+        """Item i as pymatgen's `CifWriter` writes it (P 1, 8 decimals), without building
+        the Structure."""
+        if self._cell_numbers is None:  # lengths, angles and volume of every cell, once
+            m = self.matrices
+            lengths = np.sqrt(np.sum(m ** 2, axis=2))
+            cosines = np.stack([(m[:, (k + 1) % 3] * m[:, (k + 2) % 3]).sum(-1)
+                                / (lengths[:, (k + 1) % 3] * lengths[:, (k + 2) % 3])
+                                for k in range(3)], axis=1)
+            angles = np.arccos(np.clip(cosines, -1.0, 1.0)) * 180.0 / np.pi
+            self._cell_numbers = (lengths, angles, np.abs(np.linalg.det(m)))
+        lengths, angles, volumes = (a[i] for a in self._cell_numbers)
+        reduced, formula, units = self.formula_of(i)
+        keep = self.occupied[i]
+        frac = np.mod(self.frac[i][keep], 1.0)
+        symbols = self.symbols[self.classes[i][keep]]
+        head = [f"# generated using pymatgen\ndata_{reduced}",
+                "_symmetry_space_group_name_H-M   'P 1'"]
+        head += [f"_cell_length_{n}   {v:.8f}" for n, v in zip("abc", lengths, strict=True)]
+        head += [f"_cell_angle_{n}   {v:.8f}" for n, v in
+                 zip(("alpha", "beta", "gamma"), angles, strict=True)]
+        head += ["_symmetry_Int_Tables_number   1",
+                 f"_chemical_formula_structural   {reduced}",
+                 f"_chemical_formula_sum   {_cif_field(formula)}",
+                 f"_cell_volume   {volumes:.8f}",
+                 f"_cell_formula_units_Z   {units}",
+                 "loop_\n _symmetry_equiv_pos_site_id\n _symmetry_equiv_pos_as_xyz\n"
+                 "  1  'x, y, z'",
+                 "loop_\n _atom_site_type_symbol\n _atom_site_label\n"
+                 " _atom_site_symmetry_multiplicity\n _atom_site_fract_x\n"
+                 " _atom_site_fract_y\n _atom_site_fract_z\n _atom_site_occupancy"]
+        sites = [f"  {sym}  {sym}{k}  1  {f[0]:.8f}  {f[1]:.8f}  {f[2]:.8f}  1"
+                 for k, (sym, f) in enumerate(zip(symbols, frac, strict=True))]
+        return "\n".join(head + sites) + "\n"
+
+
+def _cif_field(value: str) -> str:
+    """A CIF value as pymatgen's CifBlock quotes it."""
+    return f"'{value}'" if " " in value else value
+
+
+def space_groups(cells: DecodedCells, index: Sequence[int], symprec: float,
+                 workers: int = 1) -> list[str]:
+    """`space_group` of the items in `index`, from the arrays (`workers` processes for
+    many items)."""
+    z = cells.rep.atomic_numbers
+    items = []
+    for i in index:
+        keep = cells.occupied[i]
+        items.append((cells.matrices[i], np.mod(cells.frac[i][keep], 1.0),
+                      z[cells.classes[i][keep]]))
+    return validity.space_group_labels(items, symprec, workers)
+
+
 def space_group(structure: Structure, symprec: float) -> str:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -196,7 +366,7 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
     clock.lap("load_training", 0 if reference is None else len(reference))
     means = None if reference is None else bv.encode(model, reference)[0]
     z, latent_source = latent_draws(model, n, latent, means, run.torch_generator(), run.seed,
-                                    latent_components)
+                                    latent_components, run.run_dir)
     clock.lap("latent_draws", n)
     if goal is not None:
         z = guidance.optimise_latents(model, z, goal, attrs, target_steps, target_lr,
@@ -205,19 +375,20 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
     decoded = bv.decode(model, z, mean=decode == "mode", sample=decode == "sample",
                         params=True, seed=run.seed)
     items = decoded.mean if decode == "mode" else decoded.sample
-    structures = rep.decode(items)
+    cells = DecodedCells.from_items(rep, items)
+    structures = cells.structures
     predicted = guidance.predict(model, decoded.params, attrs)
     clock.lap("decode", n)
 
-    struct_ok, struct_why = zip(*(validity.structure_validity(s) for s in structures),
-                                strict=True)
+    struct_ok, struct_why = validity.structure_validity_arrays(cells.matrices, cells.frac,
+                                                               cells.occupied)
     clock.lap("structural_validity", n)
-    comp_ok, comp_why = zip(*((validity.composition_validity(s.composition) if s is not None
-                               else (False, "no atoms")) for s in structures), strict=True)
+    comp_ok, comp_why = validity.composition_validity_arrays(cells.classes, rep.species)
     clock.lap("compositional_validity", n)
-    valid = [i for i in range(n) if struct_ok[i] and comp_ok[i]]
-    keys = matching.tensor_keys(*rep.split(items))
-    first_of = matching.deduplicate(structures, valid, keys)
+    valid = [int(i) for i in np.nonzero(struct_ok & comp_ok)[0]]
+    keys = matching.tensor_keys(cells.lattice, cells.frac, cells.classes)
+    pre = cells.prefilter(valid)
+    first_of = matching.deduplicate_prefiltered(pre, valid, keys)
     unique = [i for i in valid if first_of[i] == i]
     clock.lap("deduplication", len(valid))
 
@@ -225,12 +396,14 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
     near_idx = near_dist = None
     training_items: list[tuple[str, Structure]] = []
     if reference is not None:
-        ref_rep = CrystalRepresentation.from_attrs(reference.attrs)
-        ref_structures = ref_rep.decode(reference.x)
+        ref_cells = DecodedCells.from_items(CrystalRepresentation.from_attrs(reference.attrs),
+                                            reference.x)
         names = [str(v) for v in reference.metadata.get("name", range(len(reference)))]
-        training_items = list(zip(names, ref_structures, strict=True))
-        train_set = matching.TrainingSet.build(ref_structures, names)
-        matched = {i: train_set.match(structures[i]) for i in unique}
+        train_set = matching.PrefilteredTrainingSet.build(
+            ref_cells.prefilter(range(len(reference))), names)
+        matched = train_set.match_all(pre, unique)
+        if relax is not None:  # the hull's training references
+            training_items = list(zip(names, ref_cells.structures, strict=True))
         near_idx, near_dist = nearest_training(means, z)
         clock.lap("novelty", len(unique))
     novel = [i for i in unique if reference is None or matched[i] is None]
@@ -253,14 +426,15 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
 
     width = max(5, len(str(n - 1)))
     ids = [f"cand_{i:0{width}d}" for i in range(n)]
-    files = _write_cifs(out_dir, ids, structures, accepted, relaxations)
-    sg = {i: space_group(structures[i], symprec) for i in accepted}
-    clock.lap("write", len(accepted))
-    rows = _rows(ids, structures, struct_ok, struct_why, comp_ok, comp_why, first_of, matched,
+    files = _write_cifs(out_dir, ids, cells, accepted, relaxations)
+    sg = dict(zip(accepted, space_groups(cells, accepted, symprec, workers),
+                  strict=True))
+    rows = _rows(ids, cells, struct_ok, struct_why, comp_ok, comp_why, first_of, matched,
                  near_idx, near_dist, reference, predicted, prop, relaxations, sg, set(accepted),
                  reference is not None, energies)
     bv.write_text(out_dir / "candidates.csv", _csv(rows))
     files.append("candidates.csv")
+    clock.lap("write", len(accepted))
     summary = _summary(n, struct_ok, comp_ok, valid, unique, novel, accepted, relaxations,
                        reference, reference_note, predicted, prop, goal, clock, keep, decode,
                        relax)
@@ -279,17 +453,20 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
                           "reference": None if hull_reference is None else str(hull_reference)}
     bv.write_json(out_dir / "report.json", summary)
     files.append("report.json")
-    objects = {ids[i]: structures[i] for i in accepted}
+    objects = LazyObjects({ids[i]: i for i in accepted}, structures)
     return CandidateReport(objects=objects, summary=summary, files=files)
 
 
-def _write_cifs(out_dir: Path, ids: Sequence[str], structures: Sequence[Structure | None],
+def _write_cifs(out_dir: Path, ids: Sequence[str], cells: DecodedCells,
                 accepted: Sequence[int], relaxations: dict[int, Any]) -> list[str]:
+    """One CIF per accepted candidate (and per relaxed one). `out_dir` is the core's
+    staging folder, which appears whole or not at all and whose commit syncs every file
+    to disk, so the CIFs are written plainly: one sync each instead of two."""
     from pymatgen.io.cif import CifWriter
 
     files = []
     for i in accepted:
-        bv.write_text(out_dir / f"{ids[i]}.cif", str(CifWriter(structures[i])))
+        (out_dir / f"{ids[i]}.cif").write_text(cells.cif(i), encoding="utf-8")
         files.append(f"{ids[i]}.cif")
         relaxed = relaxations.get(i)
         if relaxed is not None and relaxed.structure is not None:
@@ -298,19 +475,21 @@ def _write_cifs(out_dir: Path, ids: Sequence[str], structures: Sequence[Structur
     return files
 
 
-def _rows(ids, structures, struct_ok, struct_why, comp_ok, comp_why, first_of, matched,
+def _rows(ids, cells, struct_ok, struct_why, comp_ok, comp_why, first_of, matched,
           near_idx, near_dist, reference, predicted, prop, relaxations, sg, accepted,
           checked_novelty, energies) -> list[dict[str, Any]]:
     names = (reference.metadata.get("name") if reference is not None else None)
     prop_col = f"predicted_{prop['name']}" if prop else None
     rows = []
-    for i, s in enumerate(structures):
+    formulas, density = cells.formulas(), cells.densities()
+    n_sites = cells.occupied.sum(axis=1)
+    for i in range(len(n_sites)):
         row: dict[str, Any] = {
             "id": ids[i],
-            "formula": s.composition.reduced_formula if s is not None else "",
+            "formula": formulas[i],
             "space_group": sg.get(i, ""),
-            "n_sites": len(s) if s is not None else 0,
-            "density": round(float(s.density), 4) if s is not None and struct_ok[i] else "",
+            "n_sites": int(n_sites[i]),
+            "density": round(float(density[i]), 4) if n_sites[i] and struct_ok[i] else "",
             "structurally_valid": bool(struct_ok[i]),
             "structure_problem": struct_why[i],
             "compositionally_valid": bool(comp_ok[i]),
