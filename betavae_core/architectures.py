@@ -1,5 +1,6 @@
 """Encoder/decoder building blocks: the request an architecture is built from, the
-encoder's output, and the core's multilayer perceptron with optional gated skips."""
+encoder's output, and the core's multilayer perceptron with optional gated skips and,
+for a multi-rate model, every layer's units gated by log beta."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ class ArchitectureRequest:
 
     `skip` asks for decoder skip connections from the encoder's hidden features ("none",
     "fixed" gate of value `skip_gate`, or a "learned" gate starting at `skip_gate`).
+    `beta_input` says that the last covariate column is log beta scaled to [-1, 1] (a
+    multi-rate model); an architecture may use it beyond an input column, as the core's
+    mlp does (`BetaGates`), or ignore it. A request with no covariate columns has no
+    beta to read (a network built to see none, as `ivae_mlp`'s decoder) and gets no gates.
     """
 
     event_shape: tuple[int, ...]
@@ -30,6 +35,7 @@ class ArchitectureRequest:
     skip: str = "none"
     skip_gate: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
+    beta_input: bool = False
 
 
 class EncoderOutput(NamedTuple):
@@ -61,11 +67,58 @@ class SkipGate(nn.Module):
         return torch.sigmoid(self.logit)
 
 
+class BetaGates(nn.Module):
+    """Per-unit gates of log beta for each layer of a multi-rate mlp.
+
+    The response hypernetwork of Bae, Zhang & Grosse (2023, MR-VAE): a layer's
+    pre-activations are scaled unit by unit by sigmoid(a * eta + b), eta the scaled log
+    beta, a and b learned per unit; every layer is gated, hidden and output (the
+    encoder's (mu, logvar) head, the decoder's likelihood parameters). It starts at
+    a = 0, b = 0 (every gate 1/2, for every beta) and draws no random numbers, so the
+    other weights start as without it.
+    """
+
+    def __init__(self, widths: list[int]) -> None:
+        super().__init__()
+        self.widths = list(widths)
+        # all layers' a and b in one vector each: one sigmoid per pass, not one per layer
+        self.slope = nn.Parameter(torch.zeros(sum(widths)))
+        self.offset = nn.Parameter(torch.zeros(sum(widths)))
+
+    def forward(self, eta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each layer's gates, (n, width) apiece, for eta of shape (n, 1)."""
+        return torch.sigmoid(eta * self.slope + self.offset).split(self.widths, dim=1)
+
+
 def _mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [nn.Linear(a, b), activation()]
     return nn.Sequential(*layers)
+
+
+def _run_body(body: nn.Sequential, h: torch.Tensor, gates: tuple[torch.Tensor, ...] | None
+              ) -> torch.Tensor:
+    """`body` (pairs of linear layer and activation), each pre-activation scaled by its
+    layer's gates when given."""
+    if gates is None:
+        return body(h)
+    for i in range(0, len(body), 2):
+        h = body[i + 1](body[i](h) * gates[i // 2])
+    return h
+
+
+def _gated(request: ArchitectureRequest) -> bool:
+    """Whether an mlp network gets `BetaGates`: beta is its last covariate column."""
+    return request.beta_input and request.covariate_dim >= 1
+
+
+def _eta(request: ArchitectureRequest, covariates: torch.Tensor | None) -> torch.Tensor:
+    """The scaled log beta: the last covariate column of a multi-rate model."""
+    if covariates is None:
+        raise ConfigError("a beta-conditioned mlp needs log beta as its last covariate "
+                          "column; call it through BetaVAE (encode/decode with beta=).")
+    return covariates[:, -1:]
 
 
 class MLPEncoder(nn.Module):
@@ -76,13 +129,21 @@ class MLPEncoder(nn.Module):
         n_in = math.prod(request.event_shape) + request.covariate_dim
         self.body = _mlp([n_in, *hidden], nn.SiLU)
         self.head = nn.Linear(hidden[-1], 2 * request.latent_dim)
+        self.request = request
+        # the hidden layers and the head (mu, logvar)
+        widths = [*hidden, 2 * request.latent_dim]
+        self.gates = BetaGates(widths) if _gated(request) else None
 
     def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> EncoderOutput:
+        gates = None if self.gates is None else self.gates(_eta(self.request, covariates))
         h = x.flatten(1)
         if covariates is not None:
             h = torch.cat([h, covariates], dim=1)
-        h = self.body(h)
-        mu, logvar = self.head(h).chunk(2, dim=1)
+        h = _run_body(self.body, h, gates)
+        out = self.head(h)
+        if gates is not None:
+            out = out * gates[-1]
+        mu, logvar = out.chunk(2, dim=1)
         return EncoderOutput(mu, logvar, h)
 
 
@@ -102,6 +163,10 @@ class MLPDecoder(nn.Module):
         if request.skip != "none":
             self.skip_gate = SkipGate(request.skip, request.skip_gate)
             self.skip_proj = nn.Linear(hidden[-1], sizes[1])
+        self.request = request
+        # the hidden layers and the output layer
+        widths = [*sizes[1:], math.prod(self.out_shape)]
+        self.gates = BetaGates(widths) if _gated(request) else None
 
     def forward(
         self,
@@ -109,12 +174,18 @@ class MLPDecoder(nn.Module):
         covariates: torch.Tensor | None = None,
         skip: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        gates = None if self.gates is None else self.gates(_eta(self.request, covariates))
         h = z if covariates is None else torch.cat([z, covariates], dim=1)
         h = self.first(h)
         if self.skip_gate is not None and skip is not None:
             h = h + self.skip_gate() * self.skip_proj(skip)
-        h = self.body(self.act(h))
-        return self.out(h).view(z.shape[0], *self.out_shape)
+        if gates is not None:
+            h = h * gates[0]
+        h = _run_body(self.body, self.act(h), None if gates is None else gates[1:])
+        out = self.out(h)
+        if gates is not None:
+            out = out * gates[-1]
+        return out.view(z.shape[0], *self.out_shape)
 
 
 def build_mlp(request: ArchitectureRequest) -> tuple[nn.Module, nn.Module]:

@@ -36,7 +36,9 @@ class ModelConfig:
     and s; "mog" and "conditional" learn theirs (see `priors.py`). `prior_options` holds
     the prior's own options (student_t: df; mog: components; conditional: hidden).
     `beta_range=(lo, hi)` makes the model beta-conditioned (multi-rate): log beta enters
-    encoder and decoder as one more covariate column, scaled to [-1, 1] over the range.
+    encoder and decoder as one more covariate column, scaled to [-1, 1] over the range
+    (the architecture is told, `ArchitectureRequest.beta_input`; the core mlp also gates
+    every layer's units by it, `architectures.BetaGates`).
     """
 
     event_shape: tuple[int, ...]
@@ -174,6 +176,7 @@ class BetaVAE(nn.Module):
             skip=config.skip,
             skip_gate=config.skip_gate,
             options=dict(config.architecture_options),
+            beta_input=config.beta_range is not None,
         )
         arch = registry("architectures").get(config.architecture)
         check_options(arch, config.architecture_options, "architecture")

@@ -24,7 +24,7 @@ from . import distributed
 from .data import DomainData
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from .manifest import RunFolder
-from .model import BetaVAE, ModelConfig
+from .model import BetaVAE, LossRecord, ModelConfig
 from .objective import Objective
 from .posterior import Terms, evaluate_terms
 from .rows import RowSource, steady_memory
@@ -461,7 +461,9 @@ class _Loop:
         self.best_state = _copy_state(model)
         self.stopped = "not started"
         self.train_tc: float | None = None
-        # a multi-rate model is validated (and its epochs ranked) at its middle beta
+        # a multi-rate model is validated (and its epochs ranked) at its middle beta:
+        # ranking over its ends as well cost 10 % more per epoch and moved no ratio of
+        # benchmarks/multirate.py (shapes) by more than 0.01
         self.val_beta = model.default_beta() if model.beta_conditioned else None
 
     # --- resume -----------------------------------------------------------------
@@ -588,7 +590,7 @@ class _Loop:
         # Running sums and the non-finite flags stay on the device: no sync per batch.
         sums = torch.zeros(3 + self.model.latent_dim, dtype=torch.float64, device=self.device)
         nonfinite = torch.zeros(n_batches, dtype=torch.bool, device=self.device)
-        betas = self._minibatch_betas(epoch, n_batches)
+        betas = self._minibatch_betas(epoch)
         for b in range(n_batches):
             batch_idx = idx_all[b * train.batch_size:(b + 1) * train.batch_size]
             if world.active:
@@ -600,10 +602,9 @@ class _Loop:
             cov = (None if self.data.covariates is None
                    else self.data.covariates[batch_idx].to(self.device))
             ctx = {k: v[batch_idx].to(self.device) for k, v in self.data.context.items()} or None
-            beta_b = None if betas is None else float(betas[b])
+            beta_b = None if betas is None else self._batch_betas(betas, b)
             record = self.forward(x, cov, ctx, beta=beta_b)
-            loss, tc = self.objective.loss_and_tc(record, t, beta=beta_b,
-                                                  dataset_size=len(self.train_idx))
+            loss, tc = self._loss(record, t, beta_b)
             nonfinite[b] = ~torch.isfinite(loss.detach())
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -638,16 +639,34 @@ class _Loop:
             beta = self.val_beta * beta / self.objective.beta
         return terms, beta, self.objective.capacity_at(t_end)
 
-    def _minibatch_betas(self, epoch: int, n_batches: int) -> torch.Tensor | None:
-        """A multi-rate fit's beta for each minibatch of the epoch: log-uniform over the
-        model's beta_range (Bae et al. 2023), drawn from the epoch's own seed so that a
-        resumed fit draws the same."""
+    def _minibatch_betas(self, epoch: int) -> torch.Tensor | None:
+        """A multi-rate fit's betas for the epoch, log-uniform over the model's
+        beta_range (Bae et al. 2023), one per item in the epoch's order, drawn from the
+        epoch's own seed so that a resumed fit draws the same."""
         if not self.model.beta_conditioned:
             return None
         lo, hi = (math.log(b) for b in self.model.config.beta_range)
         g = torch.Generator().manual_seed(_epoch_seed(self.train.seed, epoch, 5))
-        u = torch.rand(n_batches, generator=g, dtype=torch.float64)
+        u = torch.rand(len(self.train_idx), generator=g, dtype=torch.float64)
         return torch.exp(lo + (hi - lo) * u)
+
+    def _batch_betas(self, betas: torch.Tensor, b: int) -> torch.Tensor:
+        """Minibatch b's betas: its items' (this rank's share of them), on the CPU."""
+        size = self.train.batch_size
+        mine = betas[b * size:(b + 1) * size]
+        return mine[self.world.rank::self.world.size] if self.world.active else mine
+
+    def _loss(self, record: LossRecord, t: float, beta: Any
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The minibatch loss; with one beta per item, mean_i(D_i + beta_i R_i): the
+        objective is handed the mean beta and each item's KL weighted by beta_i / mean."""
+        n_train = len(self.train_idx)
+        if not isinstance(beta, torch.Tensor):
+            return self.objective.loss_and_tc(record, t, beta=beta, dataset_size=n_train)
+        mean = float(beta.mean())  # on the CPU: no device sync per minibatch
+        weight = (beta / mean).to(record.kl_per_dim)[:, None]
+        weighted = record._replace(kl_per_dim=record.kl_per_dim * weight)
+        return self.objective.loss_and_tc(weighted, t, beta=mean, dataset_size=n_train)
 
     def final_report(self) -> dict[str, Any]:
         best = next((r for r in self.history if r["epoch"] == self.best_epoch), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -19,8 +20,11 @@ from betavae_core import (
     evaluate_terms,
     fit,
     load_run,
+    trainer,
 )
 from betavae_core.cli import main
+from betavae_core.model import LossRecord
+from betavae_core.objective import Objective
 from betavae_core.posterior import encode, reconstruct
 
 
@@ -42,6 +46,89 @@ def test_beta_is_one_more_covariate_column_of_encoder_and_decoder() -> None:
     plain = BetaVAE(ModelConfig(event_shape=(5,), latent_dim=2))
     with pytest.raises(ConfigError, match="beta-conditioned"):
         plain.encode(x, beta=1.0)
+
+
+def _gate_keys(model: BetaVAE) -> list[str]:
+    return [k for k in model.state_dict() if ".gates." in k]
+
+
+def test_beta_gates_exist_only_in_a_beta_conditioned_model() -> None:
+    plain = BetaVAE(ModelConfig(event_shape=(5,), latent_dim=2,
+                                architecture_options={"hidden": [8, 4]}))
+    assert _gate_keys(plain) == [] and plain.encoder.gates is None
+    multi = BetaVAE(ModelConfig(event_shape=(5,), latent_dim=2, beta_range=[0.1, 10.0],
+                                architecture_options={"hidden": [8, 4]}))
+    keys = _gate_keys(multi)
+    # a slope and an offset per unit of each layer: encoder 8, 4 and its (mu, logvar)
+    # head, decoder 4, 8 and its likelihood parameters
+    assert sorted(keys) == sorted(f"{net}.gates.{p}" for net in ("encoder", "decoder")
+                                  for p in ("slope", "offset"))
+    assert multi.encoder.gates.widths == [8, 4, 2 * 2]
+    assert multi.decoder.gates.widths == [4, 8, math.prod(multi.decoder.out_shape)]
+    assert multi.encoder.gates.slope.shape == (8 + 4 + 4,)
+    # every other weight has the shape it has without beta (but for the extra input)
+    extra = set(multi.state_dict()) - set(keys)
+    assert extra == set(plain.state_dict())
+    # a network built to see no covariates (ivae_mlp's decoder) has no beta to gate by
+    ivae = BetaVAE(ModelConfig(event_shape=(5,), latent_dim=2, beta_range=[0.1, 10.0],
+                               architecture="ivae_mlp", architecture_options={"hidden": [8]}))
+    assert {k.split(".")[0] for k in _gate_keys(ivae)} == {"encoder"}
+
+
+def test_gates_alone_carry_beta_into_encoder_and_decoder() -> None:
+    """With the log-beta input column cut, beta still reaches both networks through the
+    gates once their slopes are non-zero, and not at all while they are zero."""
+    torch.manual_seed(0)
+    model = BetaVAE(ModelConfig(event_shape=(5,), latent_dim=2, beta_range=[0.1, 10.0],
+                                architecture_options={"hidden": [8, 4]}))
+    with torch.no_grad():
+        model.encoder.body[0].weight[:, -1] = 0  # the beta column of the first layers
+        model.decoder.first.weight[:, -1] = 0
+    x, z = torch.randn(3, 5), torch.randn(3, 2)
+
+    def outputs(beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return model.encode(x, beta=beta).mu, model.decode(z, beta=beta).mean
+
+    for a, b in zip(outputs(0.1), outputs(10.0), strict=True):
+        assert torch.equal(a, b)  # slopes start at zero: gates 1/2 at every beta
+    with torch.no_grad():
+        for gates in (model.encoder.gates, model.decoder.gates):
+            gates.slope.normal_()
+    for a, b in zip(outputs(0.1), outputs(10.0), strict=True):
+        assert not torch.allclose(a, b)
+
+
+def test_per_item_betas_weigh_each_items_rate_by_its_own_beta() -> None:
+    """A known answer: the loss is mean_i(D_i + beta_i R_i)."""
+    g = torch.Generator().manual_seed(0)
+    record = LossRecord(torch.rand(4, generator=g), torch.rand(4, 3, generator=g),
+                        torch.zeros(4, 3), torch.zeros(4, 3))
+    betas = torch.tensor([0.5, 1.0, 2.0, 8.0])
+    loop = trainer._Loop.__new__(trainer._Loop)
+    loop.objective, loop.train_idx = Objective(beta=3.0), torch.arange(10)
+    loss, _ = loop._loss(record, 1.0, betas)
+    expected = (record.distortion + betas * record.kl_per_dim.sum(1)).mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_resume_of_a_gated_multirate_fit_is_bit_identical(tmp_path, one_thread) -> None:
+    data = _clusters(96)
+    cfg = ModelConfig.for_data(data, latent_dim=2, architecture_options={"hidden": [8]})
+
+    def run(out, epochs, resume=False):
+        train = TrainConfig(epochs=epochs, batch_size=32, patience=None, progress=False,
+                            device="cpu")
+        return fit(data, cfg, train, beta_range=(0.2, 5.0), out_dir=out, resume=resume)
+
+    straight = run(tmp_path / "a", 2)
+    run(tmp_path / "b", 1)
+    resumed = run(tmp_path / "b", 2, resume=True)
+    assert _gate_keys(straight.model)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    drop = {"seconds"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.history] == [
+        {k: v for k, v in r.items() if k not in drop} for r in straight.history]
 
 
 def _clusters(n: int) -> DomainData:
