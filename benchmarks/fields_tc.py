@@ -43,7 +43,7 @@ from sklearn.decomposition import PCA
 
 import betavae_core as bv
 from betavae_fields import scaling, transition
-from betavae_fields.evaluations import critical_point, order_latent
+from betavae_fields.evaluations import critical_point, order_latent, order_values
 
 ESTIMATORS = {
     "latent, χ peak": "tc_latent",
@@ -74,6 +74,11 @@ def parse_args() -> argparse.Namespace:
                                         "spin_multiscale]")
     p.add_argument("--multisize", action="store_true",
                    help="one model for every size, then finite-size scaling (issue 15)")
+    p.add_argument("--fit", help="--multisize: reuse the finished fit in this run directory "
+                                 "(one of the same sizes and range) instead of fitting")
+    p.add_argument("--reanalyse", action="store_true",
+                   help="--multisize: rerun the analysis on the observables an earlier run "
+                        "saved in --out (no fit, no encoding)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/benchmarks/fields_tc")
     return p.parse_args()
@@ -241,24 +246,25 @@ def sizes_data(args: argparse.Namespace, seed: int, n_temperatures: int, samples
 def pca_per_size(data: bv.DomainData) -> np.ndarray:
     """PCA's first component, fitted on each size's own (unpadded) configurations."""
     sizes = np.asarray(data.metadata["L"])
-    x = data.x.double().numpy()
     out = np.empty(len(data))
     for L in np.unique(sizes):
         rows = np.flatnonzero(sizes == L)
-        flat = x[rows, :L, :L].reshape(len(rows), -1)
+        flat = data.x[rows, :L, :L].double().numpy().reshape(len(rows), -1)
         out[rows] = PCA(n_components=1, random_state=0).fit_transform(flat)[:, 0]
     return out
 
 
-def fss_rows(name: str, values: np.ndarray, data: bv.DomainData, exact: float) -> dict:
-    """Crossings, their extrapolation and the collapse of one observable, printed."""
-    curves = scaling.binder_curves(values, data.metadata["temperature"], data.metadata["L"])
+def fss_rows(name: str, values: np.ndarray, temperature: np.ndarray, sizes: np.ndarray,
+             exact: float) -> dict:
+    """Crossings, their extrapolation, the collapse and the susceptibility peak per L of
+    one observable, printed as table rows."""
+    curves = scaling.binder_curves(values, temperature, sizes)
     found = scaling.crossings(curves)
-    fit = scaling.collapse(curves)
+    fit = scaling.collapse(curves, found=found)
     ext = scaling.extrapolate_crossings(found, fit.nu)
 
     def cell(v, e=None):
-        if v is None:
+        if v is None or not np.isfinite(v):
             return "none"
         return f"{v:.4f}" + (f" ± {e:.4f}" if e else "") + f" ({abs(v - exact) / exact:.2%})"
 
@@ -267,49 +273,94 @@ def fss_rows(name: str, values: np.ndarray, data: bv.DomainData, exact: float) -
               f"| {c.note} |")
     print(f"| {name} | crossings → L = ∞ | {cell(ext.tc, ext.tc_error)} | {ext.note} |")
     print(f"| {name} | collapse Tc | {cell(fit.tc, fit.tc_error)} | quality "
-          f"{fit.quality:.2f} |")
+          f"{fit.quality:.2f}, window {fit.window[0]:.3f}-{fit.window[1]:.3f} |")
     print(f"| {name} | collapse ν | {fit.nu:.3f} ± {fit.nu_error or float('nan'):.3f} "
           f"({abs(fit.nu - 1):.1%} from 1) | |")
+    peaks = {}
+    for L in curves.sizes:
+        rows = sizes == L
+        per_l = transition.curves(values[rows], temperature[rows], L * L)
+        peaks[L] = transition.susceptibility_peak(per_l)
+        print(f"| {name} | χ peak, L = {L} alone | {cell(peaks[L])} | finite-size shifted |")
     figs = {"binder": scaling.binder_figure(curves, found, {"Onsager Tc": exact},
                                             transition.BINDER_ISING),
             "collapse": scaling.collapse_figure(curves, fit)}
     return {"crossings": [c.__dict__ for c in found], "extrapolated": ext.__dict__,
-            "collapse": fit.__dict__, "figures": figs}
+            "collapse": {**fit.__dict__, "windows": {str(k): v for k, v in fit.windows.items()}},
+            "chi_peak": {str(k): v for k, v in peaks.items()}, "figures": figs}
+
+
+def encoded(args: argparse.Namespace, out: Path) -> tuple[dict, np.ndarray, np.ndarray, str]:
+    """The fit (reused: --fit, or out/fit when finished) and its observables on the
+    independent ensemble: the latent's spin-flip odd part, PCA per L, Monte Carlo |m|."""
+    t0 = time.perf_counter()
+    test, _ = sizes_data(args, 1, args.eval_temperatures, args.eval_samples)
+    if args.fit:
+        train = None
+        fit_text = f"reused {args.fit}"
+    else:
+        train, source = sizes_data(args, 0, args.n_temperatures, args.samples)
+        fit_text = describe_fit(train, fit_settings(args))
+    t_mc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = (bv.load_run(args.fit).model if args.fit
+             else fitted(train, source, out / "fit", fit_settings(args)))
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    mu, logvar = bv.encode(model, test)
+    dim = order_latent(model, mu, logvar)
+    observables = {f"latent z{dim}": order_values(model, test, mu, dim),
+                   f"latent z{dim}, centred only (no flip)": mu[:, dim] - mu[:, dim].mean(),
+                   "PCA component 1 (per L)": pca_per_size(test),
+                   "Monte Carlo |m|": test.factors[:, list(test.factor_names).index(
+                       "abs_magnetization")]}
+    t_enc = time.perf_counter() - t0
+    header = (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} "
+              f"cores, torch {torch.__version__}, under load; MC/cache {t_mc:.0f} s, fit "
+              f"{t_fit:.0f} s ({fit_text}), encoding and PCA {t_enc:.0f} s; train "
+              f"{args.n_temperatures} T x {args.samples}, estimate on an independent "
+              f"{args.eval_temperatures} T x {args.eval_samples} per L in "
+              f"[{args.t_min}, {args.t_max}]; the latent is z{dim}'s spin-flip odd part")
+    return (observables, np.asarray(test.metadata["temperature"], dtype=np.float64),
+            np.asarray(test.metadata["L"]), header)
+
+
+def load_observables(path: Path) -> tuple[dict, np.ndarray, np.ndarray, str]:
+    """What `encoded` saved in path."""
+    z = np.load(path)
+    names = [str(n) for n in z["names"]]
+    return ({n: z[f"v{i}"] for i, n in enumerate(names)}, z["temperature"], z["L"],
+            str(z["header"]) + " (reanalysed)")
 
 
 def multisize(args: argparse.Namespace) -> None:
     """One model for every size; finite-size scaling of its latent beside PCA and |m|."""
     out = Path(args.out) / "multisize"
     exact = transition.TC_ISING
-    t0 = time.perf_counter()
-    train, source = sizes_data(args, 0, args.n_temperatures, args.samples)
-    test, _ = sizes_data(args, 1, args.eval_temperatures, args.eval_samples)
-    t_mc = time.perf_counter() - t0
-    settings = fit_settings(args)
-    fit_text = describe_fit(train, settings)
-    t0 = time.perf_counter()
-    model = fitted(train, source, out / "fit", settings)
-    t_fit = time.perf_counter() - t0
-    mu, logvar = bv.encode(model, test)
-    dim = order_latent(model, mu, logvar)
-    print(f"\n2D Ising, one model for L = {args.sizes}: finite-size scaling with no known "
-          f"critical value as input; Onsager Tc = {exact:.5f}, nu = 1 (references only)")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, under load; MC/cache {t_mc:.0f} s, fit {t_fit:.0f} s "
-          f"({fit_text}); train {args.n_temperatures} T x {args.samples}, estimate on an "
-          f"independent {args.eval_temperatures} T x {args.eval_samples} per L in "
-          f"[{args.t_min}, {args.t_max}]\n")
+    saved = out / "observables.npz"
+    if args.reanalyse:
+        if not saved.exists():
+            raise SystemExit(f"--reanalyse needs {saved} from an earlier run of these options.")
+        observables, temperature, sizes, header = load_observables(saved)
+    else:
+        observables, temperature, sizes, header = encoded(args, out)
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(saved, temperature=temperature, L=sizes, header=header,
+                 names=np.array(list(observables)), **{f"v{i}": v for i, v in
+                                                       enumerate(observables.values())})
+    exact_line = (f"\n2D Ising, one model for L = {args.sizes}: finite-size scaling with no "
+                  f"known critical value as input; Onsager Tc = {exact:.5f}, nu = 1 "
+                  f"(references only)")
+    print(exact_line)
+    print(header + "\n")
     print("| observable | estimate | value (rel. err.) | note |")
     print("|---|---|---|---|")
-    summary = {"exact": exact, "latent_dim": dim}
-    observables = {f"latent z{dim}": mu[:, dim] - mu[:, dim].mean(),
-                   "PCA component 1 (per L)": pca_per_size(test),
-                   "Monte Carlo |m|": test.factors[:, list(test.factor_names).index(
-                       "abs_magnetization")]}
+    summary = {"exact": exact}
     for name, values in observables.items():
-        rows = fss_rows(name, np.asarray(values, dtype=np.float64), test, exact)
+        rows = fss_rows(name, np.asarray(values, dtype=np.float64), temperature, sizes, exact)
         for key, fig in rows.pop("figures").items():
-            bv.save_figure(fig, out / f"{name.split()[0].lower()}_{key}.png")
+            stem = "latent_centred" if "centred" in name else name.split()[0].lower()
+            bv.save_figure(fig, out / f"{stem}_{key}.png")
         summary[name] = rows
     (out / "fss.json").write_text(json.dumps(summary, indent=2, default=float))
     print(f"\nwrote {out / 'fss.json'} and the figures in {out}")

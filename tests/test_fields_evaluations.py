@@ -79,3 +79,30 @@ def test_no_warning_when_the_latent_follows_neither():
     table = {"energy": [0.9, 0.01], "abs_magnetization": [0.5, 0.2]}
     assert "z0 correlates more with the energy (|r| = 0.90)" in evaluations.energy_warning(
         table, 0)
+
+
+def test_order_values_keep_the_spin_flip_odd_part(ising_data, monkeypatch):
+    """A latent m + 3 e + 1 (e the energy per site, even under x -> -x): its odd part is
+    m again, so its Binder cumulant at high T is m's, not the 2/3 an offset gives."""
+    def encode(model, d):
+        x = d.x.double().numpy()
+        m = x.mean(axis=(1, 2))
+        e = -(x * (np.roll(x, 1, 1) + np.roll(x, 1, 2))).mean(axis=(1, 2))
+        mu = np.stack([m + 3.0 * e + 1.0, e], axis=1)
+        return mu, np.zeros_like(mu)
+
+    monkeypatch.setattr(bv, "encode", encode)
+    mu, _ = encode(None, ising_data)
+    m = ising_data.factors[:, list(ising_data.factor_names).index("magnetization")]
+    odd = evaluations.order_values(None, ising_data, mu, 0, batch_size=64)
+    np.testing.assert_allclose(odd, m, atol=1e-6)
+    hot = ising_data.metadata["temperature"] == 3.2
+
+    def binder(v):
+        return 1 - np.mean(v**4) / (3 * np.mean(v**2) ** 2)
+
+    plain = mu[:, 0] - mu[:, 0].mean()
+    assert abs(binder(odd[hot]) - binder(m[hot])) < 1e-6 and binder(plain[hot]) > 0.5
+    xy = bv.DomainData(x=ising_data.x, domain=ising_data.domain,
+                       attrs={**ising_data.attrs, "model": "xy"})
+    np.testing.assert_allclose(evaluations.order_values(None, xy, mu, 0), plain)

@@ -61,6 +61,24 @@ def test_pooled_encoder_means_the_same_at_any_padding_shift_and_batch():
     assert not torch.allclose(mixed[4:], mixed[:3])
 
 
+def test_encoder_reads_the_side_of_real_fields_where_zero_is_a_value():
+    """phi^4-like fields (0 a valid value, here a whole first row of it): `sides`, which
+    reads L from the first row, fails; `extents` and the encoder read it right, unpadded
+    or padded, so one encoder reads every size."""
+    rng = np.random.default_rng(7)
+    field = rng.standard_normal((3, 12, 12)).astype(np.float32)
+    field[:, 0, :] = 0.0
+    assert multisize.sides(torch.as_tensor(field)).tolist() == [0, 0, 0]
+    padded = multisize.pad([field, np.zeros((0, 16, 16), np.float32)])[0]
+    for x in (field, padded):
+        assert multisize.extents(torch.as_tensor(x)).tolist() == [12, 12, 12]
+    enc = encoder(16)
+    with torch.no_grad():
+        alone = enc(torch.as_tensor(field)).mu
+        inside = enc(torch.as_tensor(padded)).mu
+    torch.testing.assert_close(inside, alone, atol=1e-5, rtol=0)
+
+
 def test_padded_spin_scores_only_the_squares_and_names_bad_padding():
     x, side = multisize.pad([spins(2, 8, 5), spins(2, 12, 6)])
     x = torch.as_tensor(x, dtype=torch.float32)
@@ -98,9 +116,14 @@ def test_one_model_trains_on_several_sizes_and_scales_its_latent(tmp_path, two_s
 
 def test_finite_size_scaling_of_a_latent_that_is_m_matches_monte_carlo(monkeypatch, two_sizes):
     data = two_sizes
-    m = data.factors[:, list(data.factor_names).index("magnetization")]
-    mu = np.stack([np.random.default_rng(0).standard_normal(len(m)) * 0.01, m], axis=1)
-    monkeypatch.setattr(bv, "encode", lambda model, d: (mu, np.zeros_like(mu)))
+
+    def encode(model, d):  # z1 = m of each item's square, z0 even in the spins
+        L = np.asarray(d.metadata["L"], dtype=np.float64)
+        m = d.x.double().sum(dim=(1, 2)).numpy() / L**2
+        mu = np.stack([0.01 * m**2, m], axis=1)
+        return mu, np.zeros_like(mu)
+
+    monkeypatch.setattr(bv, "encode", encode)
     monkeypatch.setattr(evaluations, "order_latent", lambda model, a, b, cov=None: 1)
     result = evaluations.finite_size_scaling(bv.RunContext(model=None, heldout=data))
     latent, mc = result.metrics["latent"]["collapse"], result.metrics["mc_abs_m"]["collapse"]

@@ -50,6 +50,64 @@ def test_planted_scaling_form_is_recovered():
     assert abs(ext.tc - TC_PLANTED) <= 4 * ext.tc_error + 0.01, ext
 
 
+def ising_like(sizes=(16, 32), temps=None, n=600, seed=0, tc=2.27, shift=0.0, tail=None):
+    """Observables shaped like Ising |m| on a wide grid: o = s a_L(T) + e with
+    a = 3 exp(-x) for x = (T - tc - shift_L) L^(1/nu) (nu = 1), so U_L -> 2/3 with larger L
+    closer below tc and falls faster above it: they cross at tc + (size-dependent shift).
+    `tail`: above this T the noise of the smallest L is uniform (U -> 0.4, not 0), a
+    region that does not scale."""
+    temps = np.linspace(1.6, 3.2, 65) if temps is None else np.asarray(temps)
+    rng = np.random.default_rng(seed)
+    v, c, s = [], [], []
+    for k, L in enumerate(sizes):
+        for T in temps:
+            a = 3.0 * math.exp(-min(50.0, (T - tc - shift * k) * L))
+            noise = rng.standard_normal(n)
+            if tail is not None and T > tail and k == 0:
+                noise = rng.uniform(-math.sqrt(3), math.sqrt(3), n)
+            v.append(rng.choice([-1.0, 1.0], n) * a + noise)
+            c.append(np.full(n, T))
+            s.append(np.full(n, L))
+    return np.concatenate(v), np.concatenate(c), np.concatenate(s)
+
+
+def test_a_crossing_on_a_wide_grid_is_found_where_it_is():
+    """65 temperatures over [1.6, 3.2], the curves meeting at 2.27: the crossing is
+    located without a hint of where, within its bootstrap error."""
+    curves = scaling.binder_curves(*ising_like(), n_boot=60)
+    (c,) = scaling.crossings(curves)
+    assert c.control is not None and c.found_fraction > 0.9, c
+    assert abs(c.control - 2.27) <= 4 * c.error + 0.005 and c.error < 0.02, c
+
+
+def test_curves_that_do_not_cross_get_no_value():
+    """U_16 shifted right of U_32 by more than their transition width: U_16 stays above;
+    identical curves: the difference stays within the noise. Neither is a crossing."""
+    curves = scaling.binder_curves(*ising_like(shift=-0.6, temps=np.linspace(1.6, 2.6, 41)),
+                                   n_boot=40)
+    (c,) = scaling.crossings(curves)
+    assert c.control is None and "do not cross" in c.note and "stays above" in c.note, c
+    v, t, s = ising_like(sizes=(16,), n=600)
+    w, _, _ = ising_like(sizes=(16,), n=600, seed=1)
+    same = scaling.binder_curves(np.concatenate([v, w]), np.concatenate([t, t]),
+                                 np.concatenate([s, s + 16]), n_boot=40)
+    (c,) = scaling.crossings(same)
+    assert c.control is None and "no crossing" in c.note, c
+
+
+def test_collapse_window_comes_from_the_data():
+    """A tail of the smallest size that does not scale (far above tc) biases a collapse
+    of the whole range; the window derived around the crossings leaves it out."""
+    curves = scaling.binder_curves(*ising_like(sizes=(8, 16, 32), n=400, tail=2.6),
+                                   n_boot=30)
+    fit = scaling.collapse(curves, n_boot=10)
+    assert fit.scaled_window == 1.0 and fit.window[1] < 2.6, fit.windows
+    assert abs(fit.tc - 2.27) < 0.01 and abs(fit.nu - 1.0) < 0.1, fit
+    assert fit.quality < 2.0, fit  # collapsed within the errors
+    whole = scaling.collapse(curves, n_boot=3, scaled_window=None)
+    assert whole.window == (1.6, 3.2) and whole.quality > 3.0, whole  # the tail does not
+
+
 def test_binder_errors_match_the_spread_over_independent_samples():
     """The bootstrap error of U is the spread U shows across independent data sets."""
     args = dict(sizes=(8, 16), temps=[1.6, 1.7, 1.8, 1.9], n=200)

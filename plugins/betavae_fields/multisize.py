@@ -3,7 +3,10 @@ global pooling, a spatial-broadcast decoder and a spin likelihood that skips pad
 
 The core stacks items into one (n, Lmax, Lmax) tensor, so configurations of side
 L < Lmax sit in the top-left corner and the rest is 0 (never a spin value): `pad` builds
-such data and `sides` reads each item's L back from it. The encoder groups a minibatch
+such data and `sides` reads each item's L back from it. The encoder reads L with
+`extents` (the last column holding a value), which also holds for unpadded data of one
+size with real values (phi^4), so one encoder can be trained at one L and read at any
+other, one size per tensor. The encoder groups a minibatch
 by L, crops each group to L x L, runs circular convolutions on that torus and averages
 the features over its sites, so the latent is an intensive quantity that means the same
 at every L. The decoder broadcasts z over an Lmax x Lmax torus and refines it with
@@ -43,6 +46,16 @@ def sides(x: torch.Tensor) -> torch.Tensor:
     return (x[:, 0, :] != PAD).sum(dim=1)
 
 
+def extents(x: torch.Tensor) -> torch.Tensor:
+    """L of each item as the encoder reads it: one past the last column holding a
+    non-padding value. Exact for padded spins; for unpadded data of one size (a real
+    field such as phi^4, where 0 is a valid value but a whole column of exact zeros is
+    not a configuration one samples) it is the full side."""
+    used = (x != PAD).any(dim=1)  # (n, top): columns with any value
+    idx = torch.arange(1, x.shape[-1] + 1, device=x.device)
+    return (used * idx).amax(dim=1)
+
+
 def valid_mask(L: torch.Tensor, top: int) -> torch.Tensor:
     """(n, top, top) bool: True inside each item's L x L square."""
     idx = torch.arange(top, device=L.device)
@@ -71,7 +84,7 @@ class PooledEncoder(nn.Module):
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """(n, 2 channels): site means of the features and of their squares, per item."""
-        L = sides(x)
+        L = extents(x)
         out = x.new_zeros(x.shape[0], 2 * self.channels)
         for side in torch.unique(L).tolist():
             rows = torch.nonzero(L == side).flatten()

@@ -6,14 +6,17 @@ With its control value (temperature, or kappa) and lattice side L per configurat
 
 - `binder_curves`: U_L = 1 - <o^4> / (3 <o^2>^2) per L and control value, with bootstrap
   errors (configurations resampled within each (L, control) cell);
-- `crossings`: where U_L and U_L' cross, for each pair of sizes, by a weighted line through
-  the points around the one significant sign change of U_L - U_L' (a pair whose curves do
-  not cross inside the range gets `control=None` and a note saying so, never a value);
+- `crossings`: where U_L and U_L' cross, for each pair of sizes: the region is where
+  U_L - U_L' changes sign with significant differences (beyond z_min bootstrap errors)
+  on both sides, found over the whole range with no hint of where, and the crossing a
+  weighted polynomial root through the grid values there (a pair whose difference never
+  changes sign beyond its errors gets `control=None` and a note saying so, never a value);
 - `extrapolate_crossings`: the crossings to L -> oo, T*(L, L') = Tc + a L_eff^(-1/nu),
   L_eff = sqrt(L L'), nu from the collapse;
 - `collapse`: Tc and nu fitted together by making U_L against (T - Tc) L^(1/nu) fall on one
-  curve (the pairwise-interpolation quality of Houdayer and Hartmann 2004), with bootstrap
-  errors;
+  curve (the pairwise-interpolation quality of Houdayer and Hartmann 2004), inside a
+  scaling window |T - Tc| / Tc L^(1/nu) <= 1 derived from the data (started at the
+  crossings, nu from the slopes there, iterated with the fit), with bootstrap errors;
 - `binder_figure`, `collapse_figure`: the plots.
 
 U does not depend on the observable's scale, so a latent works as well as m. Universal
@@ -84,7 +87,9 @@ class Collapse:
     tc_error: float | None
     nu_error: float | None
     quality: float  # mean squared mismatch in units of the errors (about 1: collapsed)
-    window: tuple[float, float]
+    window: tuple[float, float]  # the control range the fit used, all sizes together
+    windows: dict[int, tuple[float, float]] = field(default_factory=dict)  # per L
+    scaled_window: float | None = None  # |T - Tc| / |Tc| L^(1/nu) bound, when derived
 
 
 # --- Binder cumulants -----------------------------------------------------------------
@@ -171,66 +176,92 @@ def _common(curves: BinderCurves, a: int, b: int) -> tuple[np.ndarray, np.ndarra
     return common, ia, ib
 
 
-def _fit(t: np.ndarray, u: np.ndarray, err: np.ndarray, degree: int):
-    """Weighted least-squares polynomial U(t) (numpy Polynomial on t's domain)."""
-    return np.polynomial.Polynomial.fit(t, u, degree, w=1.0 / np.maximum(err, 1e-12))
+def _weighted_z(d: np.ndarray, err: np.ndarray) -> float:
+    """The weighted mean of d in units of its standard error."""
+    w = 1.0 / np.maximum(err, 1e-12) ** 2
+    return float(np.sum(w * d) / math.sqrt(np.sum(w)))
 
 
-def _root(t: np.ndarray, ua, ea, ub, eb, degree: int, near: float | None = None
-          ) -> float | None:
-    """Where the smooth fits of U_a and U_b cross inside [t0, t-1]: the root of their
-    difference with the steepest slope (or the one nearest `near`); None if none."""
-    diff = _fit(t, ua, ea, degree) - _fit(t, ub, eb, degree)
-    r = diff.roots()
-    r = r[np.abs(r.imag) < 1e-9].real
-    r = r[(r >= t[0]) & (r <= t[-1])]
-    if not r.size:
-        return None
-    if near is not None:
-        return float(r[np.argmin(np.abs(r - near))])
-    return float(r[np.argmax(np.abs(diff.deriv()(r)))])
+def _sign_change(t: np.ndarray, d: np.ndarray, err: np.ndarray, widths=(2, 3, 5, 8)
+                 ) -> tuple[float, float]:
+    """(evidence, split): the strongest significant sign change of d = U_a - U_b.
+
+    For each split between neighbouring grid values, the evidence is the smaller of
+    the z-score of the weighted mean of d over the w values left of it (one sign) and
+    over the w' values right of it (the other sign), each at its best width in `widths`;
+    the split with the largest evidence wins. A real crossing separates differences that
+    are significant on both sides (below Tc U_L -> 2/3 with larger L closer, above Tc
+    larger L falls faster), however wide the range; a sign change inside the noise
+    scores low."""
+    best, split = -np.inf, float("nan")
+    for k in range(1, t.size):
+        left = [_weighted_z(d[max(0, k - w):k], err[max(0, k - w):k]) for w in widths]
+        right = [_weighted_z(d[k:k + w], err[k:k + w]) for w in widths]
+        score = max(min(-min(left), max(right)), min(max(left), -min(right)))
+        if score > best:
+            best, split = score, 0.5 * (t[k - 1] + t[k])
+    return float(best), split
 
 
-def _local_root(t, ua, ea, ub, eb, degree: int, points: int, start: float | None
-                ) -> float | None:
-    """Root of the smoothed difference, refined twice on the `points` grid values nearest
-    the current estimate (a sigmoid is only locally a low polynomial)."""
-    root = start if start is not None else _root(t, ua, ea, ub, eb, min(3, t.size - 2))
-    for _ in range(2):
-        if root is None:
-            return None
+def _local_root(t: np.ndarray, d: np.ndarray, err: np.ndarray, centre: float, degree: int,
+                points: int, refine: int = 2) -> float | None:
+    """Root of a weighted polynomial of `degree` through the `points` grid values nearest
+    `centre` (re-centred on the root `refine` times): the crossing located where it is,
+    since a sigmoid difference is only locally a low polynomial. None when that
+    polynomial has no root inside the points' span."""
+    root = centre
+    for _ in range(refine):
         sel = np.sort(np.argsort(np.abs(t - root), kind="stable")[:points])
-        root = _root(t[sel], ua[sel], ea[sel], ub[sel], eb[sel],
-                     min(degree, sel.size - 2), near=root)
+        ts = t[sel]
+        poly = np.polynomial.Polynomial.fit(ts, d[sel], min(degree, sel.size - 2),
+                                            w=1.0 / np.maximum(err[sel], 1e-12))
+        r = poly.roots()
+        r = r[np.abs(r.imag) < 1e-9].real
+        r = r[(r >= ts[0]) & (r <= ts[-1])]
+        if not r.size:
+            return None
+        root = float(r[np.argmin(np.abs(r - root))])
     return root
 
 
-def _sides_z(t: np.ndarray, d: np.ndarray, err: np.ndarray, root: float) -> float:
-    """Evidence that U_a - U_b has opposite signs on the two sides of the root: the
-    smaller of the largest z-score of one sign left of it and of the other sign right of
-    it. A crossing separates significant differences; a sign change inside the noise
-    does not."""
+def _no_crossing(a: int, b: int, t: np.ndarray, d: np.ndarray, err: np.ndarray,
+                 evidence: float, z_min: float, points: int) -> Crossing:
+    """A pair without a located crossing, with a note saying which case it is."""
+    span = f"[{t[0]:g}, {t[-1]:g}]"
     z = d / np.maximum(err, 1e-12)
-    left, right = z[t < root], z[t > root]
-    best = 0.0
-    for sign in (1.0, -1.0):
-        best = max(best, min((-sign * left).max(initial=0.0), (sign * right).max(initial=0.0)))
-    return float(best)
+    above, below = int(np.sum(z >= z_min)), int(np.sum(z <= -z_min))
+    if evidence >= z_min:
+        why = (f"U_{a} - U_{b} changes sign in {span} ({evidence:.1f} sigma on both sides) "
+               f"but no local fit through 4 to {points} values nearest has a root there: no "
+               f"crossing can be located; use a finer grid or a lower degree")
+    elif above and below:
+        why = (f"U_{a} - U_{b} takes both signs in {span} but no sign change has {z_min:g} "
+               f"sigma on both sides (best {evidence:.1f}): no crossing can be located; "
+               f"sample more configurations")
+    elif above or below:
+        side = "above" if above else "below"
+        why = (f"U_{a} and U_{b} do not cross in {span}: U_{a} stays {side} U_{b} wherever "
+               f"they differ beyond the errors, so there is no crossing in the range")
+    else:
+        why = (f"U_{a} - U_{b} stays within its errors ({z_min:g} sigma) in {span}: the curves "
+               f"do not separate, so no crossing can be located; sample more configurations "
+               f"or sizes further apart")
+    return Crossing((a, b), None, None, 0.0, why)
 
 
 def crossings(curves: BinderCurves, pairs: list[tuple[int, int]] | None = None,
               degree: int = 2, points: int = 7, min_found: float = 0.5,
-              z_min: float = 2.0) -> list[Crossing]:
+              z_min: float = 3.0) -> list[Crossing]:
     """Binder crossings for each pair of sizes (default: every pair, smaller first).
 
-    U_a - U_b is smoothed by weighted polynomials: a cubic over the pair's common grid
-    gives a first root (the steepest if several), then a polynomial of `degree` through
-    the `points` grid values nearest it refines it, twice. Its error is the spread of the
-    same estimate over the bootstrap replicas. When the curves do not cross inside the
-    grid, when the differences are not z_min standard errors away from zero with
-    opposite signs on its two sides (a sign change inside the noise), or when fewer than
-    `min_found` of the replicas cross, the pair is reported without a value and a note
-    saying why.
+    The crossing region is found from the data alone: the split of the pair's common
+    grid where U_a - U_b changes sign with at least `z_min` standard errors on both
+    sides (`_sign_change`). The crossing is then the root of a weighted polynomial of
+    `degree` through the `points` grid values nearest it (fewer, down to 4, when that
+    polynomial has no root there, as on a coarse grid), and its error the spread of
+    that root over the bootstrap replicas. A pair whose difference never changes sign
+    beyond its errors, or whose replicas cross near it in fewer than `min_found` of the
+    cases, is reported without a value and with a note saying why.
     """
     if pairs is None:
         pairs = list(combinations(curves.sizes, 2))
@@ -241,35 +272,27 @@ def crossings(curves: BinderCurves, pairs: list[tuple[int, int]] | None = None,
     out = []
     for a, b in pairs:
         t, ia, ib = _common(curves, a, b)
-        ea, eb = curves.error[a][ia], curves.error[b][ib]
-        root = _local_root(t, curves.binder[a][ia], ea, curves.binder[b][ib], eb, degree,
-                           points, None)
-        span = f"[{t[0]:g}, {t[-1]:g}]"
-        if root is None:
-            d = curves.binder[a][ia] - curves.binder[b][ib]
-            side = "above" if d.mean() > 0 else "below"
-            out.append(Crossing((a, b), None, None, 0.0,
-                                f"U_{a} and U_{b} do not cross in {span}: U_{a} stays {side} "
-                                f"U_{b}, so there is no crossing in the range"))
-            continue
         d = curves.binder[a][ia] - curves.binder[b][ib]
-        z = _sides_z(t, d, np.hypot(ea, eb), root)
-        if z < z_min:
-            out.append(Crossing((a, b), None, None, 0.0,
-                                f"U_{a} - U_{b} changes sign in {span} (near {root:.4g}) only "
-                                f"within its errors (sides {z:.1f} sigma < {z_min:g}): no "
-                                f"crossing can be located there; sample more configurations"))
+        err = np.hypot(curves.error[a][ia], curves.error[b][ib])
+        evidence, split = _sign_change(t, d, err)
+        root, used = None, points
+        for used in range(points, 3, -1) if evidence >= z_min else ():
+            root = _local_root(t, d, err, split, degree, used)  # fewer points on coarse grids
+            if root is not None:
+                break
+        if root is None:
+            out.append(_no_crossing(a, b, t, d, err, evidence, z_min, points))
             continue
-        roots = [_local_root(t, ra[ia], ea, rb[ib], eb, degree, points, root)
-                 for ra, rb in zip(curves.replicas[a], curves.replicas[b], strict=True)
-                 if np.all(np.isfinite(ra[ia])) and np.all(np.isfinite(rb[ib]))]
-        found = np.array([r for r in roots if r is not None])
-        share = found.size / max(1, curves.replicas[a].shape[0])
-        if share < min_found:
+        reps = curves.replicas[a][:, ia] - curves.replicas[b][:, ib]
+        found = np.array([r for r in (_local_root(t, rep, err, root, degree, used, 1)
+                                      for rep in reps if np.all(np.isfinite(rep)))
+                          if r is not None])
+        share = found.size / max(1, reps.shape[0])
+        if share < min_found or found.size < 3:
             out.append(Crossing((a, b), None, None, share,
-                                f"U_{a} and U_{b} cross in {span} in only {share:.0%} of the "
-                                f"bootstrap replicas: within the errors, no crossing can be "
-                                f"located; sample more configurations"))
+                                f"U_{a} and U_{b} cross near {root:.4g} in only {share:.0%} "
+                                f"of the bootstrap replicas: within the errors, no crossing "
+                                f"can be located; sample more configurations"))
             continue
         out.append(Crossing((a, b), root, float(np.std(found, ddof=1)), share))
     return out
@@ -331,8 +354,8 @@ def _collapse_quality(tc: float, nu: float, data: list[tuple[int, np.ndarray, np
 
 def _fit_collapse(data, t_range: tuple[float, float], start: tuple[float, float] | None,
                   min_overlap: int) -> tuple[float, float, float]:
-    """(tc, nu, quality): a grid over tc in the range and nu in [0.3, 3], then Nelder-Mead
-    kept inside the range and NU_RANGE."""
+    """(tc, nu, quality): a grid over tc in the range and nu in [0.3, 3] (when no start
+    is given), then Nelder-Mead kept inside the range and NU_RANGE."""
     if start is None:
         tcs = np.linspace(t_range[0], t_range[1], 41)[1:-1]
         nus = np.geomspace(0.3, 3.0, 25)
@@ -343,6 +366,7 @@ def _fit_collapse(data, t_range: tuple[float, float], start: tuple[float, float]
                             "transition.")
         i, j = np.unravel_index(int(np.argmin(q)), q.shape)
         start = (float(tcs[i]), float(nus[j]))
+
     def bounded(p: np.ndarray) -> float:  # Tc inside the data's range, nu in NU_RANGE
         if not (t_range[0] <= p[0] <= t_range[1] and NU_RANGE[0] <= p[1] <= NU_RANGE[1]):
             return np.inf
@@ -353,45 +377,133 @@ def _fit_collapse(data, t_range: tuple[float, float], start: tuple[float, float]
     return float(res.x[0]), float(res.x[1]), float(res.fun)
 
 
+def slope_nu(curves: BinderCurves, tc: float, points: int = 5) -> float | None:
+    """nu from the slopes at tc: |dU_L/dT| grows as L^(1/nu) (a weighted quadratic
+    through the `points` grid values nearest tc per size, then a line in log-log);
+    None when fewer than 2 sizes give a slope or the slopes do not grow with L."""
+    logs, logl = [], []
+    for L in curves.sizes:
+        t, u, e = curves.control[L], curves.binder[L], curves.error[L]
+        sel = np.sort(np.argsort(np.abs(t - tc), kind="stable")[:points])
+        if sel.size < 4:
+            continue
+        poly = np.polynomial.Polynomial.fit(t[sel], u[sel], 2, w=1.0 / np.maximum(e[sel], 1e-12))
+        slope = float(poly.deriv()(tc))
+        if np.isfinite(slope) and slope != 0:
+            logs.append(math.log(abs(slope)))
+            logl.append(math.log(L))
+    if len(logs) < 2:
+        return None
+    inverse_nu = float(np.polyfit(logl, logs, 1)[0])
+    if not inverse_nu > 0:
+        return None
+    return float(np.clip(1.0 / inverse_nu, *NU_RANGE))
+
+
+def _windows(curves: BinderCurves, tc: float, nu: float, bound: float
+             ) -> dict[int, tuple[float, float]]:
+    """Per L the control range with |T - tc| / |tc| L^(1/nu) <= bound, widened to the
+    MIN_CONTROLS + 1 grid values nearest tc when it holds fewer."""
+    out = {}
+    for L in curves.sizes:
+        t = curves.control[L]
+        half = bound * abs(tc) * L ** (-1.0 / nu)
+        inside = t[np.abs(t - tc) <= half]
+        if inside.size < MIN_CONTROLS + 1:
+            inside = t[np.sort(np.argsort(np.abs(t - tc), kind="stable")[:MIN_CONTROLS + 1])]
+        out[L] = (float(inside.min()), float(inside.max()))
+    return out
+
+
 def collapse(curves: BinderCurves, window: tuple[float, float] | None = None,
-             n_boot: int = 40, min_overlap: int = 3) -> Collapse:
+             n_boot: int = 40, min_overlap: int = 3, scaled_window: float | None = 1.0,
+             found: list[Crossing] | None = None) -> Collapse:
     """Tc and nu from the collapse of U_L(T) on (T - Tc) L^(1/nu), every size together.
 
-    `window` limits the control values used (default: all; narrow it to the region
-    around the crossings when the range reaches far from the transition). Errors: the
-    spread of the fit over `n_boot` bootstrap replicas of the cumulants.
+    By default the window comes from the data: starting at the median of the Binder
+    crossings (`found`, computed when not given; without any, a collapse of the whole
+    range) and nu from the slopes there (`slope_nu`), each size keeps the control values
+    with |T - Tc| / |Tc| L^(1/nu) <= `scaled_window` (the scaling region: far from Tc
+    the curves saturate, and a latent's need not scale at all), and the fit and the
+    windows are iterated until the windows stop changing. `window=(low, high)` (or
+    scaled_window=None: the whole range) fixes one control range for every size
+    instead. When the windows cycle (a collapse that depends on its window: the data
+    does not scale), the best fit of the cycle is kept. Errors: the spread of the fit
+    over `n_boot` bootstrap replicas.
     """
     lo_all = max(curves.control[L][0] for L in curves.sizes)
     hi_all = min(curves.control[L][-1] for L in curves.sizes)
-    lo, hi = (lo_all, hi_all) if window is None else (float(window[0]), float(window[1]))
-    if not lo < hi:
-        raise ConfigError(f"collapse window must be (low, high) with low < high; got {window}.")
+    if window is not None:
+        lo, hi = float(window[0]), float(window[1])
+        if not lo < hi:
+            raise ConfigError(f"collapse window must be (low, high) with low < high; got "
+                              f"{window}.")
+        windows = {L: (lo, hi) for L in curves.sizes}
+    else:
+        windows = {L: (lo_all, hi_all) for L in curves.sizes}
+    if scaled_window is not None and not float(scaled_window) > 0:
+        raise ConfigError(f"scaled_window must be > 0 (or None: the whole range); got "
+                          f"{scaled_window!r}.")
 
-    def cells(u_of):
+    def cells(u_of, windows):
         data = []
         for L in curves.sizes:
-            sel = (curves.control[L] >= lo) & (curves.control[L] <= hi)
+            a, b = windows[L]
+            sel = (curves.control[L] >= a) & (curves.control[L] <= b)
             if sel.sum() < MIN_CONTROLS:
-                raise DataError(f"a collapse needs at least {MIN_CONTROLS} {curves.control_name} "
-                                f"values per size in [{lo:g}, {hi:g}]; L = {L} has {sel.sum()}.")
+                raise DataError(f"a collapse needs at least {MIN_CONTROLS} "
+                                f"{curves.control_name} values per size in [{a:g}, {b:g}]; "
+                                f"L = {L} has {sel.sum()}.")
             data.append((L, curves.control[L][sel], u_of(L)[sel], curves.error[L][sel]))
         return data
 
-    tc, nu, quality = _fit_collapse(cells(lambda L: curves.binder[L]), (lo, hi), None,
-                                    min_overlap)
+    def bounds(windows):
+        return (min(w[0] for w in windows.values()), max(w[1] for w in windows.values()))
+
+    def central(L):
+        return curves.binder[L]
+
+    derived = window is None and scaled_window is not None
+    start = None
+    if derived:
+        found = crossings(curves) if found is None else found
+        located = [c.control for c in found if c.control is not None]
+        if located:
+            tc0 = float(np.median(located))
+            start = (tc0, slope_nu(curves, tc0) or 1.0)
+    if start is None:  # a fixed window, or no crossing to start from: the whole range
+        tc, nu, quality = _fit_collapse(cells(central, windows), bounds(windows), None,
+                                        min_overlap)
+        start = (tc, nu)
+    if derived:
+        tc, nu = start
+        tried: list[tuple[float, dict, float, float]] = []
+        for _ in range(8):
+            new = _windows(curves, tc, nu, float(scaled_window))
+            if new == windows:
+                break
+            if any(new == w for _, w, _, _ in tried):  # a cycle: keep its best fit
+                quality, windows, tc, nu = min(tried, key=lambda f: f[0])
+                break
+            windows = new
+            tc, nu, quality = _fit_collapse(cells(central, windows), bounds(windows), None,
+                                            min_overlap)
+            tried.append((quality, windows, tc, nu))
+    t_range = bounds(windows)
     fits = []
     n_reps = min(int(n_boot), min(r.shape[0] for r in curves.replicas.values()))
     for b in range(n_reps):
         try:
-            t_b, nu_b, _ = _fit_collapse(cells(lambda L, b=b: curves.replicas[L][b]), (lo, hi),
-                                         (tc, nu), min_overlap)
+            t_b, nu_b, _ = _fit_collapse(cells(lambda L, b=b: curves.replicas[L][b], windows),
+                                         t_range, (tc, nu), min_overlap)
         except DataError:
             continue
         fits.append((t_b, nu_b))
     arr = np.array(fits)
     err = arr.std(axis=0, ddof=1) if len(arr) > 2 else (None, None)
     return Collapse(tc, nu, None if err[0] is None else float(err[0]),
-                    None if err[1] is None else float(err[1]), quality, (lo, hi))
+                    None if err[1] is None else float(err[1]), quality, t_range, windows,
+                    float(scaled_window) if derived else None)
 
 
 # --- figures --------------------------------------------------------------------------
@@ -442,7 +554,8 @@ def collapse_figure(curves: BinderCurves, fit: Collapse) -> Figure:
     ax = fig.add_subplot()
     for L in curves.sizes:
         t = curves.control[L]
-        sel = (t >= fit.window[0]) & (t <= fit.window[1])
+        a, b = fit.windows.get(L, fit.window)
+        sel = (t >= a) & (t <= b)
         x = (t[sel] - fit.tc) * L ** (1.0 / fit.nu)
         ax.errorbar(x, curves.binder[L][sel], yerr=curves.error[L][sel], fmt="o", ms=3,
                     capsize=2, label=f"L = {L}")
