@@ -2,9 +2,13 @@
 
 `segmented_sources` is the setting of nonlinear ICA with an auxiliary variable (Hyvarinen
 & Morioka 2016, time-contrastive learning; Khemakhem et al. 2020, iVAE): the data come in
-segments u = 1..M; within segment m source i is N(0, λ_{m,i}²) with a scale λ_{m,i} drawn
-once per segment, so the sources are independent given u, their variances move with u,
-and each source's marginal is a scale mixture of Gaussians (non-Gaussian, heavy-tailed).
+segments u = 1..M; within segment m source i is N(μ_{m,i}, λ_{m,i}²) with a scale λ_{m,i}
+drawn once per segment (log-uniform in `scale_range`; means μ uniform in ±`mean_range`,
+0 by default), so the sources are independent given u, their variances move with u, and
+each source's marginal is a scale mixture of Gaussians (non-Gaussian, heavy-tailed).
+Means and scales are then rescaled per source (`unit_marginals`) so that every source has
+mean 0 and variance 1: no second-order statistic singles out the sources' axes, and a
+model that finds principal directions cannot match the sources by accident.
 The observations are the sources pushed through a random invertible MLP,
 
     x = standardise(B · σ(A_L · ... σ(A_1 · s))) + noise,  σ = leaky ReLU (slope 0.2),
@@ -32,6 +36,7 @@ from betavae_core import ConfigError, DomainData
 
 LEAKY_SLOPE = 0.2
 SCALE_RANGE = (0.3, 3.0)  # per-segment source scales are log-uniform in this range
+# (before `unit_marginals`, which keeps only their ratios across segments)
 _REFERENCE_N = 20000  # items of the fixed draw that standardises x
 
 
@@ -79,6 +84,32 @@ def _check(name: str, value: int, minimum: int) -> int:
     return int(value)
 
 
+def _positive_range(value: object) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        lo = hi = float("nan")
+    if not 0.0 < lo <= hi < float("inf"):
+        raise ConfigError(f"segmented_sources: scale_range must be (lo, hi) with "
+                          f"0 < lo <= hi, got {value!r}.")
+    return lo, hi
+
+
+def unit_marginals(means: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Segment means and scales rescaled so that every source has mean 0 and variance 1
+    over the (equal-sized) segments: E_m[μ_m] = 0 and E_m[μ_m² + λ_m²] = 1 per source.
+
+    Without this the sources' marginal variances differ, so the principal axes of the
+    sources' covariance are the sources themselves, and any model that finds principal
+    directions (a VAE with a diagonal posterior does, Rolinek et al. 2019) matches them
+    without identifying anything. With unit marginals no second-order statistic singles
+    out the sources' axes; only the segment-wise variances (what u reveals) and the
+    higher moments do."""
+    centred = means - means.mean(0)
+    spread = np.sqrt((centred**2 + scales**2).mean(0))
+    return centred / spread, scales / spread
+
+
 def draw_sources(n_segments: int, per_segment: int, n_sources: int, gaussian: bool,
                  means: np.ndarray, scales: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +124,8 @@ def draw_sources(n_segments: int, per_segment: int, n_sources: int, gaussian: bo
 
 def segmented_sources(n_segments: int = 20, per_segment: int = 200, n_sources: int = 5,
                       dim: int = 20, layers: int = 3, condition: float = 3.0, noise: float = 0.05,
-                      mean_range: float = 0.0, gaussian: bool = False, seed: int = 0,
+                      mean_range: float = 0.0, scale_range: tuple[float, float] = SCALE_RANGE,
+                      gaussian: bool = False, seed: int = 0,
                       mixing_seed: int = 0) -> DomainData:
     """Segmented independent sources through a random invertible leaky-ReLU MLP.
 
@@ -109,11 +141,13 @@ def segmented_sources(n_segments: int = 20, per_segment: int = 200, n_sources: i
         raise ConfigError(f"segmented_sources: condition must be >= 1, got {condition!r}.")
     if not noise >= 0.0:
         raise ConfigError(f"segmented_sources: noise must be >= 0, got {noise!r}.")
+    scale_range = _positive_range(scale_range)
     mix_rng = np.random.default_rng(mixing_seed)
     mixing = random_mixing(n_sources, dim, layers, condition, mix_rng)
-    lo, hi = np.log(SCALE_RANGE[0]), np.log(SCALE_RANGE[1])
+    lo, hi = np.log(scale_range[0]), np.log(scale_range[1])
     scales = np.exp(mix_rng.uniform(lo, hi, size=(n_segments, n_sources)))
     means = mix_rng.uniform(-mean_range, mean_range, size=(n_segments, n_sources))
+    means, scales = unit_marginals(means, scales)
     # Standardise with the map's own moments on a fixed large draw, not this sample's.
     _, ref = draw_sources(n_segments, -(-_REFERENCE_N // n_segments), n_sources, gaussian,
                           means, scales, np.random.default_rng(mixing_seed + 1))
@@ -133,7 +167,7 @@ def segmented_sources(n_segments: int = 20, per_segment: int = 200, n_sources: i
                "n_sources": n_sources, "dim": dim, "layers": layers, "condition": condition,
                "noise": noise, "gaussian": bool(gaussian), "seed": seed,
                "mixing_seed": mixing_seed,
-               "mean_range": mean_range,
+               "mean_range": mean_range, "scale_range": list(scale_range),
                "segment_means": (np.zeros_like(means) if gaussian else means).tolist(),
                "segment_scales": (np.ones_like(scales) if gaussian else scales).tolist()},
     )
