@@ -1,5 +1,6 @@
-"""Experiment 4: pairwise MCC across 5 seeds, isotropic vs anisotropic prior, on
-mixed_factors (about 2 minutes on 2 CPU cores).
+"""Experiment 4: MCC against the true sources and between 5 seeds for the isotropic,
+anisotropic, Laplace and conditional (iVAE) priors, on nonlinearly mixed segmented
+sources and a Gaussian-sources control (about 20 minutes on 2 CPU cores; --quick: seconds).
 
     python examples/experiments/identifiability.py [--out runs/experiments/identifiability]
 """
