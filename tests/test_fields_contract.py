@@ -13,7 +13,7 @@ import torch
 
 import betavae_core as bv
 from betavae_core import ConfigError
-from betavae_fields import generation
+from betavae_fields import generation, physics
 from betavae_fields import montecarlo as mc
 
 pytestmark = pytest.mark.usefixtures("fresh_plugins")
@@ -165,3 +165,18 @@ def test_evaluations_read_the_model_and_data_from_the_run(ising):
     report = bv.evaluate(run, names=["order_parameter", "critical_point"])
     assert len(report["order_parameter"]["correlation"]["temperature"]) == 2
     assert report["critical_point"]["L"] == 8
+
+
+def test_decoding_at_the_posterior_mean_decodes_the_encodings(ising):
+    model = untrained(ising)
+    mu, _ = bv.encode(model, ising)
+    _, at_mean = physics.decode_around(model, ising, seed=2, posterior="mean")
+    _, drawn = physics.decode_around(model, ising, seed=2)
+    assert np.array_equal(at_mean, mu.astype(np.float32))
+    assert not np.allclose(drawn, at_mean)
+    with pytest.raises(ConfigError, match=r"posterior must be one of \('sample', 'mean'\); "
+                                          r"got 'mode'"):
+        physics.decode_around(model, ising, posterior="mode")
+    with pytest.raises(ConfigError, match=r"-g posterior must be one of .*got 'median'"):
+        generation.generate_lattice(bv.RunContext(model=model), None, temperature=2.0,
+                                    posterior="median")

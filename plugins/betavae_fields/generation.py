@@ -113,9 +113,14 @@ def decode_prior(run: RunContext, samples: GeneratedSamples) -> tuple[np.ndarray
 
 
 def generate_lattice(run: RunContext, samples: GeneratedSamples,
-                     temperature: float | None = None,
-                     kappa: float | None = None) -> CandidateReport:
-    """Write configs.npy, latents.npy, observables.npz and summary.json (+ a histogram)."""
+                     temperature: float | None = None, kappa: float | None = None,
+                     posterior: str = "sample") -> CandidateReport:
+    """Write configs.npy, latents.npy, observables.npz and summary.json (+ a histogram).
+    `posterior` ("sample" or "mean"): how z is drawn around each encoding at a chosen
+    temperature (see `physics.decode_around`)."""
+    if posterior not in physics.POSTERIORS:
+        raise ConfigError(f"-g posterior must be one of {physics.POSTERIORS}; got "
+                          f"{posterior!r}.")
     attrs = run.attrs
     kind, out_dir = attrs.get("model", "ising"), Path(run.out_dir)
     control = chosen_control(attrs, temperature, kappa)
@@ -128,9 +133,11 @@ def generate_lattice(run: RunContext, samples: GeneratedSamples,
         obs = None if kind == "phi4" else physics.observables(kind, configs, np.nan, attrs)
     else:
         anchor, reference, where = configurations_at(run, control, samples.n)
-        configs, latents = physics.decode_around(run.model, anchor, seed=run.seed)
+        configs, latents = physics.decode_around(run.model, anchor, seed=run.seed,
+                                                 posterior=posterior)
         name = attrs.get("control_name", "temperature")
-        summary.update({"how": f"decoded around {where} at {name} {control:g}",
+        summary.update({"how": f"decoded around {where} at {name} {control:g} "
+                               f"(z: posterior {posterior})",
                         name: control, "reference": where, "n_reference": len(reference)})
         obs = physics.observables(kind, configs, control, attrs)
         ref_obs = physics.observables(kind, reference.x.numpy(), control, attrs)

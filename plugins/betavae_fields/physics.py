@@ -27,17 +27,29 @@ def observables(model: str, configs: np.ndarray, control: float | np.ndarray,
     return np.asarray(energy, dtype=np.float64), np.abs(np.asarray(m, dtype=np.float64))
 
 
-def decode_around(model: bv.BetaVAE, data: bv.DomainData, seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """For each item: z ~ q(z | x), then a configuration drawn from p(x | z).
+#: How `decode_around` picks z for an item: a draw from q(z | x), or its mean.
+POSTERIORS = ("sample", "mean")
+
+
+def decode_around(model: bv.BetaVAE, data: bv.DomainData, seed: int = 0,
+                  posterior: str = "sample") -> tuple[np.ndarray, np.ndarray]:
+    """For each item: z ~ q(z | x) (or z = its mean), then a configuration drawn from
+    p(x | z).
 
     Returns (configurations (n, L, L), latents (n, d)). Sampling around the encodings of
     Monte Carlo configurations at one temperature draws from the model's aggregate
-    posterior at that temperature, so no temperature conditioning is needed.
+    posterior at that temperature, so no temperature conditioning is needed. With
+    `posterior="mean"` the decoder alone supplies the fluctuations: a broad posterior
+    (a latent that knows the temperature only roughly) no longer mixes in configurations
+    of neighbouring temperatures.
     """
+    if posterior not in POSTERIORS:
+        raise bv.ConfigError(f"posterior must be one of {POSTERIORS}; got {posterior!r}.")
     mu, logvar = bv.encode(model, data)
-    eps = np.random.default_rng(seed).standard_normal(mu.shape)
-    z = (mu + eps * np.exp(0.5 * logvar)).astype(np.float32)
+    z = mu.astype(np.float32)
+    if posterior == "sample":
+        eps = np.random.default_rng(seed).standard_normal(mu.shape)
+        z = (mu + eps * np.exp(0.5 * logvar)).astype(np.float32)
     decoded = bv.decode(model, z, covariates=data.covariates, context=data.context or None,
                         mean=False, sample=True, seed=seed)
     return decoded.sample.numpy(), z

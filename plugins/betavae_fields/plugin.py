@@ -168,7 +168,7 @@ def register_evaluations(register: bv.Register) -> None:
 def register_generators(register: bv.Register) -> None:
     register(bv.Generator(
         name="lattice", domain=DOMAIN, generate=bv.lazy(f"{IMPL}.generation:generate_lattice"),
-        samples="latents", options={"temperature": None, "kappa": None},
+        samples="latents", options={"temperature": None, "kappa": None, "posterior": "sample"},
         help="Configurations from the prior, or at a chosen temperature (kappa for phi^4), "
-             "with their physics.",
+             "with their physics; posterior=mean decodes at the encodings' means.",
     ))
