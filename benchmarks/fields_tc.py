@@ -65,11 +65,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-temperatures", type=int, default=65,
                    help="temperatures of the independent ensemble the estimate is made on")
     p.add_argument("--eval-samples", type=int, default=2000, help="its configurations per T")
+    p.add_argument("--eval-keep", type=int,
+                   help="--multisize: encode only the first N of those per T and L (the "
+                        "cached ensemble is reused; a cheaper, noisier estimate)")
     unset = " [default: the dataset's suggestion]"
     p.add_argument("--epochs", type=int, help="training epochs" + unset)
     p.add_argument("--beta", type=float, help="β" + unset)
     p.add_argument("--latent-dim", type=int, help="latent dimensions" + unset)
     p.add_argument("--channels", type=int, help="lattice_conv channels" + unset)
+    p.add_argument("--head", choices=("mlp", "linear"),
+                   help="--multisize: lattice_fcn's mu head (linear: affine in the site "
+                        "averages)" + unset)
     p.add_argument("--likelihood", help="decoder likelihood [default: the data's own, "
                                         "spin_multiscale]")
     p.add_argument("--multisize", action="store_true",
@@ -97,8 +103,9 @@ def fit_settings(args: argparse.Namespace) -> dict:
     return {"epochs": args.epochs, "beta": args.beta, "latent_dim": args.latent_dim,
             "likelihood": getattr(args, "likelihood", None), "threads": args.threads,
             "progress": False,
-            "architecture_options": None if args.channels is None else {
-                "channels": args.channels}}
+            "architecture_options": {k: v for k, v in (
+                ("channels", args.channels), ("head", getattr(args, "head", None)))
+                if v is not None} or None}
 
 
 def describe_fit(data: bv.DomainData, settings: dict) -> str:
@@ -290,11 +297,22 @@ def fss_rows(name: str, values: np.ndarray, temperature: np.ndarray, sizes: np.n
             "chi_peak": {str(k): v for k, v in peaks.items()}, "figures": figs}
 
 
+def first_per_group(data: bv.DomainData, keep: int) -> bv.DomainData:
+    """The first `keep` configurations of each (L, T) of data, in their order."""
+    groups = np.stack([np.asarray(data.metadata["L"], dtype=np.float64),
+                       np.asarray(data.metadata["temperature"], dtype=np.float64)], axis=1)
+    _, first, inverse = np.unique(groups, axis=0, return_index=True, return_inverse=True)
+    rank = np.arange(len(data)) - first[inverse.ravel()]
+    return data.subset(np.flatnonzero(rank < keep))
+
+
 def encoded(args: argparse.Namespace, out: Path) -> tuple[dict, np.ndarray, np.ndarray, str]:
     """The fit (reused: --fit, or out/fit when finished) and its observables on the
     independent ensemble: the latent's spin-flip odd part, PCA per L, Monte Carlo |m|."""
     t0 = time.perf_counter()
     test, _ = sizes_data(args, 1, args.eval_temperatures, args.eval_samples)
+    if args.eval_keep:
+        test = first_per_group(test, args.eval_keep)
     if args.fit:
         train = None
         fit_text = f"reused {args.fit}"
@@ -319,7 +337,7 @@ def encoded(args: argparse.Namespace, out: Path) -> tuple[dict, np.ndarray, np.n
               f"cores, torch {torch.__version__}, under load; MC/cache {t_mc:.0f} s, fit "
               f"{t_fit:.0f} s ({fit_text}), encoding and PCA {t_enc:.0f} s; train "
               f"{args.n_temperatures} T x {args.samples}, estimate on an independent "
-              f"{args.eval_temperatures} T x {args.eval_samples} per L in "
+              f"{args.eval_temperatures} T x {args.eval_keep or args.eval_samples} per L in "
               f"[{args.t_min}, {args.t_max}]; the latent is z{dim}'s spin-flip odd part")
     return (observables, np.asarray(test.metadata["temperature"], dtype=np.float64),
             np.asarray(test.metadata["L"]), header)

@@ -79,6 +79,41 @@ def test_encoder_reads_the_side_of_real_fields_where_zero_is_a_value():
     torch.testing.assert_close(inside, alone, atol=1e-5, rtol=0)
 
 
+def head_encoder(top: int, **options) -> torch.nn.Module:
+    torch.manual_seed(0)
+    request = ArchitectureRequest(event_shape=(top, top), latent_dim=2, params_per_element=1,
+                                  options={"channels": 4, "hidden": 8, **options})
+    return multisize.build_lattice_fcn(request)[0].eval()
+
+
+def test_linear_head_makes_mu_a_site_average_affine_in_the_pooled_features():
+    """head=linear: mu of a configuration tiled 2 x 2 (L = 8 -> 16) equals mu of the
+    original, and mu is exactly affine in the pooled site averages; the mlp head is not
+    (the check can fail), and its modules are those of runs saved before the option."""
+    up = np.linspace(0.0, 1.0, 24)[:, None, None]  # all down ... all up
+    small = np.where(np.random.default_rng(8).random((24, 8, 8)) < up, 1.0, -1.0)
+    tiled = np.tile(small, (1, 2, 2))
+    residuals = {}
+    for head in ("linear", "mlp"):
+        enc = head_encoder(16, head=head)
+        with torch.no_grad():
+            for weight in enc.parameters():  # any weights: away from the near-linear init
+                weight.mul_(4.0)
+            x = torch.as_tensor(small, dtype=torch.float32)
+            mu = enc(x).mu.double()
+            big = enc(torch.as_tensor(tiled, dtype=torch.float32)).mu.double()
+            p = enc.pooled(x).double()
+        torch.testing.assert_close(big, mu, atol=1e-5 * float(mu.abs().max()), rtol=0)
+        design = torch.cat([p, torch.ones(len(p), 1, dtype=p.dtype)], dim=1)  # 9 < 24 rows
+        fit = torch.linalg.lstsq(design, mu).solution
+        residuals[head] = float((design @ fit - mu).abs().max() / mu.std())
+    assert residuals["linear"] < 1e-5 and residuals["mlp"] > 1e-3, residuals
+    old = {k.split(".")[0] for k in head_encoder(16).state_dict()}
+    assert old == {"convs", "dense", "head"}
+    with pytest.raises(ConfigError, match="head='affine'.*head=linear"):
+        head_encoder(16, head="affine")
+
+
 def test_padded_spin_scores_only_the_squares_and_names_bad_padding():
     x, side = multisize.pad([spins(2, 8, 5), spins(2, 12, 6)])
     x = torch.as_tensor(x, dtype=torch.float32)

@@ -70,16 +70,26 @@ def _conv(c_in: int, c_out: int, dilation: int = 1) -> nn.Conv2d:
 
 class PooledEncoder(nn.Module):
     """Per L group: circular convs (dilations 1, 2, 4) on the L x L torus, then the mean
-    and the mean square of each feature over the sites -> dense -> (mu, logvar)."""
+    and the mean square of each feature over the sites -> (mu, logvar).
 
-    def __init__(self, request: ArchitectureRequest, channels: int, hidden: int) -> None:
+    head "mlp": both through a dense layer. head "linear": mu is an affine map of the
+    pooled site averages (nothing nonlinear after the pooling), so z is a site average
+    as m is and its moments scale with L as m's do; logvar keeps the dense layer."""
+
+    def __init__(self, request: ArchitectureRequest, channels: int, hidden: int,
+                 head: str = "mlp") -> None:
         super().__init__()
         self.convs = nn.Sequential(
             _conv(1, channels), nn.SiLU(), _conv(channels, channels, 2), nn.SiLU(),
             _conv(channels, channels, 4), nn.SiLU())
-        self.dense = nn.Sequential(nn.Linear(2 * channels + request.covariate_dim, hidden),
-                                   nn.SiLU())
-        self.head = nn.Linear(hidden, 2 * request.latent_dim)
+        pooled = 2 * channels + request.covariate_dim
+        self.dense = nn.Sequential(nn.Linear(pooled, hidden), nn.SiLU())
+        self.linear = head == "linear"
+        if self.linear:
+            self.mu = nn.Linear(pooled, request.latent_dim)
+            self.logvar = nn.Linear(hidden, request.latent_dim)
+        else:  # the module names of runs saved before the option existed
+            self.head = nn.Linear(hidden, 2 * request.latent_dim)
         self.channels = channels
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,10 +103,12 @@ class PooledEncoder(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> EncoderOutput:
-        h = self.pooled(x)
+        p = self.pooled(x)
         if covariates is not None:
-            h = torch.cat([h, covariates], dim=1)
-        h = self.dense(h)
+            p = torch.cat([p, covariates], dim=1)
+        h = self.dense(p)
+        if self.linear:
+            return EncoderOutput(self.mu(p), self.logvar(h), h)
         mu, logvar = self.head(h).chunk(2, dim=1)
         return EncoderOutput(mu, logvar, h)
 
@@ -121,15 +133,25 @@ class BroadcastDecoder(nn.Module):
         return self.convs(h.contiguous())
 
 
+HEADS = ("mlp", "linear")
+
+
 def build_lattice_fcn(request: ArchitectureRequest) -> tuple[nn.Module, nn.Module]:
     """Encoder and decoder for padded spin items of several sizes; `request.options` may
-    set `channels` (default 16) and `hidden` (default 64)."""
+    set `channels` (default 16), `hidden` (default 64) and `head` ("mlp", the default and
+    what runs saved without the option hold, or "linear": mu affine in the site
+    averages)."""
     channels = int(request.options.get("channels", 16))
     hidden = int(request.options.get("hidden", 64))
+    head = request.options.get("head", "mlp")
     if channels < 1 or hidden < 1:
         raise ConfigError(f"channels and hidden must be >= 1; got {channels}, {hidden}.")
+    if head not in HEADS:
+        raise ConfigError(f"lattice_fcn option head={head!r} is not one of {HEADS}; set "
+                          f"head=mlp or head=linear.")
     lattice_size(request.event_shape)
-    return PooledEncoder(request, channels, hidden), BroadcastDecoder(request, channels, hidden)
+    return (PooledEncoder(request, channels, hidden, head),
+            BroadcastDecoder(request, channels, hidden))
 
 
 class PaddedSpinField:

@@ -114,9 +114,9 @@ def register_architectures(register: bv.Register) -> None:
     register(bv.Architecture(
         name="lattice_fcn", domain=DOMAIN,
         build=bv.lazy(f"{IMPL}.multisize:build_lattice_fcn"),
-        options={"channels": 16, "hidden": 64},
+        options={"channels": 16, "hidden": 64, "head": "mlp"},
         help="Fully convolutional, periodic, global pooling: one encoder for several L "
-             "(padded spin items).",
+             "(padded spin items); head=linear makes mu affine in the site averages.",
     ))
     register(bv.Architecture(
         name="lattice_conv_angles", domain=DOMAIN,
