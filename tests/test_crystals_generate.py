@@ -13,6 +13,7 @@ import re
 import pytest
 import torch
 from click.testing import CliRunner
+from crystals_cli import invoke, train_toy_run
 
 import betavae_core
 import betavae_core as bv
@@ -30,22 +31,9 @@ from betavae_crystals import (
 from betavae_crystals.datasets import emt_metals, toy_perovskites
 
 pytestmark = pytest.mark.usefixtures("fresh_plugins")
-TINY = ["--latent-dim", "8", "--arch-option", "hidden=64", "--beta", "0.05", "--epochs", "40",
-        "--lr", "3e-3", "--batch-size", "32", "--quiet", "--threads", "1"]
-
-
-def invoke(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result
-
-
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    betavae_core.reset_plugins()
-    run = tmp_path_factory.mktemp("crystals") / "run"
-    invoke("train", "toy_perovskites", "-o", "copies=2", "--out", run, *TINY)
-    return run
+    return train_toy_run(tmp_path_factory.mktemp("crystals"))
 
 
 def read_rows(path):

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from ase.build import bulk
+from crystals_cli import invoke, train_toy_run
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -79,28 +80,9 @@ def test_workers_must_be_a_positive_count():
         relax_all([], "emt", workers=0)
 
 
-TINY = ["--latent-dim", "8", "--arch-option", "hidden=64", "--beta", "0.05", "--epochs", "40",
-        "--lr", "3e-3", "--batch-size", "32", "--quiet", "--threads", "1"]
-
-
-def invoke(*args):
-    from click.testing import CliRunner
-
-    from betavae_core.cli import main
-
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result
-
-
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    import betavae_core
-
-    betavae_core.reset_plugins()
-    run = tmp_path_factory.mktemp("crystals_relax") / "run"
-    invoke("train", "toy_perovskites", "-o", "copies=2", "--out", run, *TINY)
-    return run
+    return train_toy_run(tmp_path_factory.mktemp("crystals_relax"))
 
 
 @pytest.mark.usefixtures("fresh_plugins")
