@@ -172,3 +172,53 @@ def _check_kept_mixture(tmp_path, mixture_draws) -> None:
     other = mixture_draws(means[:-1], 200, seed=1, components=5, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("latent_mixture_*.npz"))) == 2  # other encodings
     assert not (other == again).all()
+
+
+def near_tolerance_pairs(count: int = 36) -> list[tuple[Structure, Structure]]:
+    """Distorted perovskites and copies with one site moved by about the matcher's
+    tolerance (stol 0.5 of (V/atom)^(1/3)), some strained or rotated in cell choice:
+    pairs on both sides of its verdict, many within a few per cent of it."""
+    rng = np.random.default_rng(11)
+    pairs = []
+    for k in range(count):
+        base = perovskite(rng, 0.04)
+        scale = (base.volume / len(base)) ** (1 / 3)
+        frac = base.frac_coords.copy()
+        step = rng.normal(size=3)
+        frac[k % 5] += base.lattice.get_fractional_coords(
+            step / np.linalg.norm(step) * scale * rng.uniform(0.5, 0.9))
+        strain = np.eye(3) + rng.normal(0, 0.04, (3, 3))
+        lattice = Lattice(base.lattice.matrix @ strain)
+        other = Structure(lattice, base.species, frac)
+        if k % 3 == 0:  # another basis of the same lattice
+            other.make_supercell([[1, 0, 0], [1, 1, 0], [0, 0, 1]])
+        pairs.append((base, other))
+    return pairs
+
+
+def test_replayed_matcher_gives_the_matchers_verdict_near_its_tolerance():
+    pairs = near_tolerance_pairs()
+    cells = cells_of([s for pair in pairs for s in pair])
+    pre = cells.prefilter(range(2 * len(pairs)))
+    verdicts = {True: 0, False: 0}
+    for k, (a, b) in enumerate(pairs):
+        ours = matching.strict_fit(*pre.arrays(2 * k), *pre.arrays(2 * k + 1))
+        theirs = matching.protocol_matcher().fit(a, b)
+        assert ours is None or ours == theirs, (k, ours, theirs)
+        if ours is not None:
+            verdicts[theirs] += 1
+    assert verdicts[True] >= 5 and verdicts[False] >= 5  # both sides, and decided
+    assert sum(verdicts.values()) >= 0.9 * len(pairs)
+
+
+def test_replayed_matcher_defers_when_the_reduced_cell_is_not_unique():
+    # a face-centred cubic primitive cell: a - b is as short as a, so reduced bases
+    # differ by more than signed permutations, and the replay leaves it to the matcher
+    fcc = Lattice([[0, 2, 2], [2, 0, 2], [2, 2, 0]])
+    s = Structure(fcc, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert not matching.unique_reduced(fcc.matrix)
+    assert matching.unique_reduced(np.diag([3.9, 4.0, 4.1]))
+    cells = cells_of([s, s.copy()])
+    pre = cells.prefilter(range(2))
+    assert matching.strict_fit(*pre.arrays(0), *pre.arrays(1)) is None
+    assert pre.fits(0, pre, 1) and pre.counts["matcher"] == 1  # the matcher decided
