@@ -15,7 +15,7 @@ pytest.importorskip("smact")
 from pymatgen.core import Composition, Lattice, Structure  # noqa: E402
 from pymatgen.io.cif import CifWriter  # noqa: E402
 
-from betavae_crystals import matching, validity  # noqa: E402
+from betavae_crystals import matcher_arrays, matching, validity  # noqa: E402
 from betavae_crystals.generation import DecodedCells, space_group, space_groups  # noqa: E402
 from betavae_crystals.representation import (  # noqa: E402
     CrystalRepresentation,
@@ -202,7 +202,7 @@ def test_replayed_matcher_gives_the_matchers_verdict_near_its_tolerance():
     pre = cells.prefilter(range(2 * len(pairs)))
     verdicts = {True: 0, False: 0}
     for k, (a, b) in enumerate(pairs):
-        ours = matching.strict_fit(*pre.arrays(2 * k), *pre.arrays(2 * k + 1))
+        ours = matcher_arrays.strict_fit(*pre.arrays(2 * k), *pre.arrays(2 * k + 1))
         theirs = matching.protocol_matcher().fit(a, b)
         assert ours is None or ours == theirs, (k, ours, theirs)
         if ours is not None:
@@ -216,9 +216,9 @@ def test_replayed_matcher_defers_when_the_reduced_cell_is_not_unique():
     # differ by more than signed permutations, and the replay leaves it to the matcher
     fcc = Lattice([[0, 2, 2], [2, 0, 2], [2, 2, 0]])
     s = Structure(fcc, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    assert not matching.unique_reduced(fcc.matrix)
-    assert matching.unique_reduced(np.diag([3.9, 4.0, 4.1]))
+    assert not matcher_arrays.unique_reduced(fcc.matrix)
+    assert matcher_arrays.unique_reduced(np.diag([3.9, 4.0, 4.1]))
     cells = cells_of([s, s.copy()])
     pre = cells.prefilter(range(2))
-    assert matching.strict_fit(*pre.arrays(0), *pre.arrays(1)) is None
+    assert matcher_arrays.strict_fit(*pre.arrays(0), *pre.arrays(1)) is None
     assert pre.fits(0, pre, 1) and pre.counts["matcher"] == 1  # the matcher decided

@@ -49,7 +49,7 @@ from pymatgen.core import Lattice, Structure
 import betavae_core as bv
 from betavae_core import CandidateReport, ConfigError, DataError, DomainData, OutputExistsError
 
-from . import guidance, hull, matching, validity
+from . import guidance, hull, matcher_arrays, matching, validity
 from .latents import DEFAULT_COMPONENTS, latent_draws
 from .loaders import load_like
 from .relax import CALCULATORS, make_potential, relax_all
@@ -269,7 +269,7 @@ class DecodedCells:
                 self.matrices[index], self.frac[index], self.classes[index], ranks=ranks)
         keys = matching.bucket_keys(self.counts, self.occupied.sum(axis=1), self.rep.species,
                                     self.structures.__getitem__, index)
-        cells, frac = matching.cells_for_alignment(self.matrices, self.frac, self.occupied)
+        cells, frac = matcher_arrays.cells_for_alignment(self.matrices, self.frac, self.occupied)
         return matching.Prefilter(fingerprints, keys, self.structures.__getitem__, cells, frac,
                                   self.classes)
 
