@@ -1,6 +1,6 @@
 """Encoder/decoder building blocks: the request an architecture is built from, the
 encoder's output, and the core's multilayer perceptron with optional gated skips and,
-for a multi-rate model, every layer's units gated by log beta."""
+for a multi-rate model, every layer's units scaled by a function of log beta."""
 
 from __future__ import annotations
 
@@ -68,26 +68,30 @@ class SkipGate(nn.Module):
 
 
 class BetaGates(nn.Module):
-    """Per-unit gates of log beta for each layer of a multi-rate mlp.
+    """Per-unit scales, affine in log beta, for each layer of a multi-rate mlp.
 
-    The response hypernetwork of Bae, Zhang & Grosse (2023, MR-VAE): a layer's
-    pre-activations are scaled unit by unit by sigmoid(a * eta + b), eta the scaled log
-    beta, a and b learned per unit; every layer is gated, hidden and output (the
-    encoder's (mu, logvar) head, the decoder's likelihood parameters). It starts at
-    a = 0, b = 0 (every gate 1/2, for every beta) and draws no random numbers, so the
-    other weights start as without it.
+    After the response hypernetwork of Bae, Zhang & Grosse (2023, MR-VAE): a layer's
+    pre-activations are scaled unit by unit by 1 + w * eta + b, eta the scaled log beta
+    in [-1, 1], w and b learned per unit; every layer is scaled, hidden and output (the
+    encoder's (mu, logvar) head, the decoder's likelihood parameters). w and b start at
+    0, so every scale starts at 1 (the network starts as it would with log beta as an
+    input column only) and no random numbers are drawn (the other weights start as
+    without it). Affine, not the paper's sigmoid: a sigmoid gate starts at 1/2, halving
+    every layer's signal, and on `benchmarks/multirate.py` (shapes) it kept a latent
+    unit shut that separate fits open, even when the one fit's range was as narrow as
+    [0.5, 0.6]; the affine scale opened it.
     """
 
     def __init__(self, widths: list[int]) -> None:
         super().__init__()
         self.widths = list(widths)
-        # all layers' a and b in one vector each: one sigmoid per pass, not one per layer
-        self.slope = nn.Parameter(torch.zeros(sum(widths)))
-        self.offset = nn.Parameter(torch.zeros(sum(widths)))
+        # all layers' w and b in one vector each: one pass for every layer
+        self.weight = nn.Parameter(torch.zeros(sum(widths)))
+        self.bias = nn.Parameter(torch.zeros(sum(widths)))
 
     def forward(self, eta: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Each layer's gates, (n, width) apiece, for eta of shape (n, 1)."""
-        return torch.sigmoid(eta * self.slope + self.offset).split(self.widths, dim=1)
+        """Each layer's scales, (n, width) apiece, for eta of shape (n, 1)."""
+        return torch.addcmul(1 + self.bias, eta, self.weight).split(self.widths, dim=1)
 
 
 def _mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:

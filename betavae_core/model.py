@@ -219,20 +219,24 @@ class BetaVAE(nn.Module):
                                   "with beta_range=(lo, hi)); this one was fit at one beta.")
             return covariates
         lo, hi = self.config.beta_range
+        # on the CPU in float64 (a trainer's betas are there): no device sync per pass
         b = torch.as_tensor(self.default_beta() if beta is None else beta,
-                            dtype=torch.float32, device=self.device)
+                            dtype=torch.float64)
         if bool(((b < lo * (1 - 1e-6)) | (b > hi * (1 + 1e-6))).any()):
             raise ConfigError(f"beta {b.tolist()} lies outside the range this model was fit "
                               f"on, beta_range=({lo:g}, {hi:g}); choose beta within it.")
-        col = (2 * (b.log() - math.log(lo)) / (math.log(hi) - math.log(lo)) - 1).reshape(-1, 1)
-        col = col.expand(n, 1)
+        col = (b.log() - math.log(lo)) * (2 / (math.log(hi) - math.log(lo))) - 1
+        col = col.to(self.device, torch.float32).reshape(-1, 1).expand(n, 1)
         return col if covariates is None else torch.cat([covariates, col], dim=1)
 
     # --- passes ------------------------------------------------------------------------
     def encode(self, x: torch.Tensor, covariates: torch.Tensor | None = None, *,
                beta: Any = None) -> EncoderOutput:
         """Posterior parameters q(z|x) = N(mu, exp(logvar)), log-variance clamped."""
-        enc = self.encoder(x, self.conditioning(covariates, beta, x.shape[0]))
+        return self._encode(x, self.conditioning(covariates, beta, x.shape[0]))
+
+    def _encode(self, x: torch.Tensor, cond: torch.Tensor | None) -> EncoderOutput:
+        enc = self.encoder(x, cond)
         return enc._replace(logvar=enc.logvar.clamp(LOGVAR_MIN, LOGVAR_MAX))
 
     def decode(
@@ -311,9 +315,10 @@ class BetaVAE(nn.Module):
         beta: Any = None,
     ) -> LossRecord:
         """One reparameterised pass: distortion per item and KL per item and dimension."""
-        enc = self.encode(x, covariates, beta=beta)
+        cond = self.conditioning(covariates, beta, x.shape[0])  # once for both networks
+        enc = self._encode(x, cond)
         z = enc.mu + torch.randn_like(enc.mu) * torch.exp(0.5 * enc.logvar)
-        px = self.decode(z, covariates, context, skip=enc.features, beta=beta)
+        px = self.likelihood.distribution(self.decoder(z, cond, enc.features), context)
         kl = self.kl_per_dim(enc.mu, enc.logvar, z, covariates)
         return LossRecord(-px.log_prob(x), kl, enc.mu, enc.logvar, z)
 

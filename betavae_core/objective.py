@@ -5,7 +5,7 @@ loss = distortion + gamma * |rate - C(t)|                   (capacity target)
 loss = distortion + beta(t) * rate + (tc_beta - beta) * w(t) * TC   (beta-TCVAE)
 Free bits replace each dimension's batch-mean KL by max(KL_j, lambda) in the loss
 (the logged rate is always the true KL). `t` is training progress in epochs (fractional).
-A multi-rate fit passes the minibatch's own beta to `loss` (`beta=`).
+A multi-rate fit passes its beta to `loss` (`beta=`): one per minibatch, or one per item.
 """
 
 from __future__ import annotations
@@ -109,28 +109,37 @@ class Objective:
         return self.beta_at(t) >= self.beta
 
     def loss(self, record: LossRecord, t: float, *, dataset_size: int | None = None,
-             beta: float | None = None) -> torch.Tensor:
+             beta: float | torch.Tensor | None = None) -> torch.Tensor:
         """Scalar loss for one minibatch (means over items)."""
         return self.loss_and_tc(record, t, dataset_size=dataset_size, beta=beta)[0]
 
     def loss_and_tc(self, record: LossRecord, t: float, *, dataset_size: int | None = None,
-                    beta: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    beta: float | torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The loss and, with `tc_beta`, the minibatch's TC estimate (else None).
 
-        `beta` is a multi-rate fit's minibatch beta; the schedule scales it as it scales
-        `self.beta`. `dataset_size` (the training items) is needed for the TC estimate.
+        `beta` is a multi-rate fit's beta: one number for the minibatch, or a tensor of
+        one per item, giving mean_i(D_i + beta_i R_i) (see `_combine_per_item` for free
+        bits); the schedule scales it as it scales `self.beta`. `dataset_size` (the
+        training items) is needed for the TC estimate.
         """
         factor = self.beta_at(t) / self.beta if self.capacity is None else 1.0
-        weight = self.beta_at(t) if beta is None else beta * factor
-        loss = self._combine(record.distortion.mean(), record.kl_per_dim.mean(dim=0),
-                             weight, self.capacity_at(t))
+        if isinstance(beta, torch.Tensor):
+            full: float | torch.Tensor = beta.to(record.kl_per_dim)
+            loss = self._combine_per_item(record.distortion.mean(), record.kl_per_dim,
+                                          full * factor)
+            full = full.mean()
+        else:
+            weight = self.beta_at(t) if beta is None else beta * factor
+            loss = self._combine(record.distortion.mean(), record.kl_per_dim.mean(dim=0),
+                                 weight, self.capacity_at(t))
+            full = self.beta if beta is None else beta
         if self.tc_beta is None:
             return loss, None
         if record.z is None or dataset_size is None:
             raise ConfigError("tc_beta needs the minibatch's z (LossRecord.z) and the "
                               "training set size (dataset_size=).")
         tc = minibatch_tc(record.z, record.mu, record.logvar, dataset_size, self.tc_estimator)
-        full = self.beta if beta is None else beta
         return loss + (self.tc_beta - full) * factor * tc, tc.detach()
 
     def target_value(self, distortion: float, kl_per_dim: Any, beta: float | None = None
@@ -152,6 +161,18 @@ class Objective:
         if capacity is not None:
             return distortion + self.gamma * (rate - capacity).abs()
         return distortion + beta * rate
+
+    def _combine_per_item(self, distortion: torch.Tensor, kl: torch.Tensor,
+                          betas: torch.Tensor) -> torch.Tensor:
+        """distortion + sum_j mean_i(beta_i KL_ij) for KL (n, d) and betas (n,).
+
+        Free bits floor each dimension's beta-weighted KL at mean(beta) * free_bits: for
+        equal betas this is beta * max(KL_j, free_bits), free bits at one beta.
+        """
+        weighted = (betas[:, None] * kl).mean(dim=0)
+        if self.free_bits > 0:
+            weighted = torch.clamp(weighted, min=betas.mean() * self.free_bits)
+        return distortion + weighted.sum()
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON; the TC settings only when the TC penalty is on, so a fit without it

@@ -173,7 +173,7 @@ def fit(
 
     `beta_range=(lo, hi)` fits one beta-conditioned model for every beta in the range
     (the multi-rate VAE: log beta is an input of encoder and decoder, drawn
-    log-uniformly per minibatch; the objective's beta is then unused, its schedule
+    log-uniformly per item; the objective's beta is then unused, its schedule
     still applies); read it at a beta with `encode(..., beta=)`, `evaluate_terms(...,
     beta=)` etc. It is recorded as the model config's `beta_range`.
     """
@@ -658,15 +658,9 @@ class _Loop:
 
     def _loss(self, record: LossRecord, t: float, beta: Any
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The minibatch loss; with one beta per item, mean_i(D_i + beta_i R_i): the
-        objective is handed the mean beta and each item's KL weighted by beta_i / mean."""
-        n_train = len(self.train_idx)
-        if not isinstance(beta, torch.Tensor):
-            return self.objective.loss_and_tc(record, t, beta=beta, dataset_size=n_train)
-        mean = float(beta.mean())  # on the CPU: no device sync per minibatch
-        weight = (beta / mean).to(record.kl_per_dim)[:, None]
-        weighted = record._replace(kl_per_dim=record.kl_per_dim * weight)
-        return self.objective.loss_and_tc(weighted, t, beta=mean, dataset_size=n_train)
+        """The minibatch loss; with one beta per item, mean_i(D_i + beta_i R_i)."""
+        return self.objective.loss_and_tc(record, t, beta=beta,
+                                          dataset_size=len(self.train_idx))
 
     def final_report(self) -> dict[str, Any]:
         best = next((r for r in self.history if r["epoch"] == self.best_epoch), None)

@@ -59,13 +59,13 @@ def test_beta_gates_exist_only_in_a_beta_conditioned_model() -> None:
     multi = BetaVAE(ModelConfig(event_shape=(5,), latent_dim=2, beta_range=[0.1, 10.0],
                                 architecture_options={"hidden": [8, 4]}))
     keys = _gate_keys(multi)
-    # a slope and an offset per unit of each layer: encoder 8, 4 and its (mu, logvar)
+    # a weight and a bias per unit of each layer: encoder 8, 4 and its (mu, logvar)
     # head, decoder 4, 8 and its likelihood parameters
     assert sorted(keys) == sorted(f"{net}.gates.{p}" for net in ("encoder", "decoder")
-                                  for p in ("slope", "offset"))
+                                  for p in ("weight", "bias"))
     assert multi.encoder.gates.widths == [8, 4, 2 * 2]
     assert multi.decoder.gates.widths == [4, 8, math.prod(multi.decoder.out_shape)]
-    assert multi.encoder.gates.slope.shape == (8 + 4 + 4,)
+    assert multi.encoder.gates.weight.shape == (8 + 4 + 4,)
     # every other weight has the shape it has without beta (but for the extra input)
     extra = set(multi.state_dict()) - set(keys)
     assert extra == set(plain.state_dict())
@@ -77,7 +77,7 @@ def test_beta_gates_exist_only_in_a_beta_conditioned_model() -> None:
 
 def test_gates_alone_carry_beta_into_encoder_and_decoder() -> None:
     """With the log-beta input column cut, beta still reaches both networks through the
-    gates once their slopes are non-zero, and not at all while they are zero."""
+    gates once their weights are non-zero, and not at all while they are zero."""
     torch.manual_seed(0)
     model = BetaVAE(ModelConfig(event_shape=(5,), latent_dim=2, beta_range=[0.1, 10.0],
                                 architecture_options={"hidden": [8, 4]}))
@@ -90,25 +90,86 @@ def test_gates_alone_carry_beta_into_encoder_and_decoder() -> None:
         return model.encode(x, beta=beta).mu, model.decode(z, beta=beta).mean
 
     for a, b in zip(outputs(0.1), outputs(10.0), strict=True):
-        assert torch.equal(a, b)  # slopes start at zero: gates 1/2 at every beta
+        assert torch.equal(a, b)  # weights start at zero: scales 1 at every beta
     with torch.no_grad():
         for gates in (model.encoder.gates, model.decoder.gates):
-            gates.slope.normal_()
+            gates.weight.normal_()
     for a, b in zip(outputs(0.1), outputs(10.0), strict=True):
         assert not torch.allclose(a, b)
 
 
-def test_per_item_betas_weigh_each_items_rate_by_its_own_beta() -> None:
-    """A known answer: the loss is mean_i(D_i + beta_i R_i)."""
+def _record(n: int = 4, d: int = 3) -> LossRecord:
     g = torch.Generator().manual_seed(0)
-    record = LossRecord(torch.rand(4, generator=g), torch.rand(4, 3, generator=g),
-                        torch.zeros(4, 3), torch.zeros(4, 3))
-    betas = torch.tensor([0.5, 1.0, 2.0, 8.0])
+    return LossRecord(torch.rand(n, generator=g), torch.rand(n, d, generator=g),
+                      torch.randn(n, d, generator=g), torch.randn(n, d, generator=g),
+                      torch.randn(n, d, generator=g))
+
+
+def test_gated_networks_start_as_the_input_column_alone() -> None:
+    """Every scale starts at 1: at initialisation the gated model computes, to the bit,
+    what the model with log beta as an input column only computes."""
+    torch.manual_seed(0)
+    model = BetaVAE(ModelConfig(event_shape=(5,), latent_dim=2, beta_range=[0.1, 10.0],
+                                architecture_options={"hidden": [8, 4]}))
+    x, z, betas = torch.randn(6, 5), torch.randn(6, 2), torch.tensor([0.1, 0.3, 1, 2, 5, 10])
+    gated = model.encode(x, beta=betas), model.decode(z, beta=betas).mean
+    model.encoder.gates = model.decoder.gates = None
+    plain = model.encode(x, beta=betas), model.decode(z, beta=betas).mean
+    assert torch.equal(gated[0].mu, plain[0].mu) and torch.equal(gated[0].logvar,
+                                                                 plain[0].logvar)
+    assert torch.equal(gated[1], plain[1])
+
+
+def test_per_item_betas_weigh_each_items_rate_by_its_own_beta() -> None:
+    """Known answers: mean_i(D_i + beta_i R_i), scaled by a warm-up as beta is, and the
+    trainer hands the objective its per-item betas."""
+    record, betas = _record(), torch.tensor([0.5, 1.0, 2.0, 8.0])
+    expected = (record.distortion + betas * record.kl_per_dim.sum(1)).mean()
+    loss = Objective(beta=3.0).loss(record, 1.0, beta=betas)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    warm = Objective(beta=3.0, schedule="warmup", warmup_epochs=4.0).loss(record, 1.0,
+                                                                          beta=betas)
+    quarter = (record.distortion + 0.25 * betas * record.kl_per_dim.sum(1)).mean()
+    assert float(warm) == pytest.approx(float(quarter), rel=1e-6)
     loop = trainer._Loop.__new__(trainer._Loop)
     loop.objective, loop.train_idx = Objective(beta=3.0), torch.arange(10)
-    loss, _ = loop._loss(record, 1.0, betas)
-    expected = (record.distortion + betas * record.kl_per_dim.sum(1)).mean()
-    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    assert torch.equal(loop._loss(record, 1.0, betas)[0], loss)
+
+
+def test_per_item_free_bits_floor_each_dimensions_weighted_rate() -> None:
+    """Free bits with one beta per item: dimension j costs max(mean_i beta_i KL_ij,
+    mean(beta) * lambda); with equal betas that is free bits at one beta."""
+    record, betas = _record(), torch.tensor([0.5, 1.0, 2.0, 8.0])
+    objective = Objective(free_bits=0.35)
+    weighted = (betas[:, None] * record.kl_per_dim).mean(0)
+    floor = float(betas.mean()) * 0.35
+    expected = record.distortion.mean() + torch.clamp(weighted, min=floor).sum()
+    assert bool((weighted < floor).any() and (weighted > floor).any())  # both sides used
+    assert float(objective.loss(record, 0.0, beta=betas)) == pytest.approx(float(expected),
+                                                                           rel=1e-6)
+    same = objective.loss(record, 0.0, beta=torch.full((4,), 2.0))
+    assert float(same) == pytest.approx(float(objective.loss(record, 0.0, beta=2.0)), rel=1e-6)
+
+
+def test_scalar_beta_loss_is_unchanged_by_the_per_item_path() -> None:
+    """One beta (or none) gives the formula it gave before per-item betas, to the bit."""
+    record = _record()
+    for objective in (Objective(beta=2.0), Objective(beta=2.0, free_bits=0.4)):
+        kl = record.kl_per_dim.mean(dim=0)
+        if objective.free_bits:
+            kl = torch.clamp(kl, min=objective.free_bits)
+        for beta in (None, 0.7):
+            b = objective.beta if beta is None else beta
+            expected = record.distortion.mean() + b * kl.sum()
+            assert torch.equal(objective.loss(record, 3.0, beta=beta), expected)
+
+
+def test_per_item_tc_penalty_weighs_tc_by_the_mean_beta() -> None:
+    record, betas = _record(8), torch.tensor([0.5, 1.0, 2.0, 4.0] * 2)
+    objective = Objective(tc_beta=6.0)
+    loss, tc = objective.loss_and_tc(record, 1.0, beta=betas, dataset_size=100)
+    base = (record.distortion + betas * record.kl_per_dim.sum(1)).mean()
+    assert float(loss) == pytest.approx(float(base + (6.0 - betas.mean()) * tc), rel=1e-6)
 
 
 def test_resume_of_a_gated_multirate_fit_is_bit_identical(tmp_path, one_thread) -> None:
