@@ -17,7 +17,13 @@ FDR of the set called DE at a nominal 5 % (ours: `is_de_fdr_0.05`; scVI: its
 `is_de_fdr_0.05`; scanpy: `pvals_adj < 0.05`), its size, and wall seconds (fit + DE for
 the VAEs, with matched settings: n_latent 10, one hidden layer of 128, the same epochs,
 batch size 128, lr 1e-3, batch as covariate, batch-corrected DE with delta 0.25).
-scVI runs only when scvi-tools imports (use `/work/benchvenv`).
+scVI runs only when scvi-tools imports (use `/work/benchvenv`). The goal on FDR is
+checked on every seed, and each seed's line gives the median true LFC of the genes not
+planted: planted changes move the proportions of every other gene (a composition shift),
+which the truth by planting ignores.
+
+`--cache DIR` keeps the anchors' results (scVI and scanpy: their rankings, calls and
+seconds), keyed by method, data and settings, so a rerun refits only ours.
 
 `--celseq2` also fits on the CEL-seq2 cell lines (`shared/data/singlecell/sc_celseq2.*`,
 2,000 highly variable genes) and reports, for H1975 vs H2228, the overlap of each pair
@@ -25,13 +31,16 @@ of methods' top-100 genes. The exit code is 0 either way.
 
     python benchmarks/singlecell_de.py --seeds 0,1,2 --celseq2
     python benchmarks/singlecell_de.py --quick        # 30 epochs, 800 cells, seed 0
+    python benchmarks/singlecell_de.py --seeds 0,1,2 --cache /tmp/de_cache
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +156,34 @@ def methods(args: argparse.Namespace) -> dict:
     if scvi_version() is not None:
         out["scVI change"] = lambda a, g1, g2, gb, bk, s: scvi_de(a, g1, g2, gb, bk,
                                                                   args.epochs, s)
-    return out
+    return {name: run if name == "betavae (ours)" else cached(args, name, run)
+            for name, run in out.items()}
+
+
+def cached(args: argparse.Namespace, name: str, run: Callable) -> Callable:
+    """`run` with its result kept under `args.cache` (when given), keyed by the method,
+    the data (`args.data_key`, set per dataset), the seed and the settings it depends on."""
+    if args.cache is None:
+        return run
+
+    def wrapper(adata, group1, group2, groupby, batch_key, seed):
+        import pandas as pd
+
+        settings = f"e{args.epochs}-scvi{scvi_version()}" if name.startswith("scVI") else ""
+        slug = "_".join([name.replace(" ", "-"), args.data_key, f"s{seed}", settings])
+        csv, meta = (Path(args.cache) / f"{slug.replace('.', 'p')}.{ext}" for ext in
+                     ("csv", "json"))
+        if csv.exists() and meta.exists():
+            ranking = pd.read_csv(csv, index_col=0)
+            ranking.index = ranking.index.astype(str)
+            return ranking, json.loads(meta.read_text())["seconds"]
+        ranking, wall = run(adata, group1, group2, groupby, batch_key, seed)
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        ranking.to_csv(csv)
+        meta.write_text(json.dumps({"seconds": wall}))
+        return ranking, wall
+
+    return wrapper
 
 
 # ---------------------------------------------------------------- scores
@@ -163,32 +199,49 @@ def scores(ranking, truth) -> dict:
             "fdr": fdr, "n_called": int(called.sum()), "recall": float(y[called].sum() / y.sum())}
 
 
+def composition_shift(seed: int, args: argparse.Namespace) -> float:
+    """Median true log2 fold change of the genes not planted as DE (0 without a shift)."""
+    from betavae_datasets import de_counts
+
+    sim = de_counts.simulate_de(n_cells=args.cells, n_genes=args.genes, n_groups=2,
+                                n_batches=2, confounding=args.confounding, seed=seed)
+    return float(np.median(de_counts.true_lfc(sim, 1, 0)[~de_counts.planted(sim, 1, 0)]))
+
+
 def simulated_table(args: argparse.Namespace) -> None:
     rows: dict[str, list[dict]] = {}
     for seed in args.seeds:
         adata, truth = simulated(seed, args.cells, args.genes, args.confounding)
+        args.data_key = f"sim-c{args.cells}-g{args.genes}-k{args.confounding}"
+        print(f"  seed {seed}: median true LFC of the genes not planted "
+              f"{composition_shift(seed, args):+.3f}", flush=True)
         for name, run in methods(args).items():
             ranking, wall = run(adata, "group_1", "group_0", "group", "batch", seed)
             rows.setdefault(name, []).append({**scores(ranking, truth), "seconds": wall})
             print(f"  seed {seed} {name}: {rows[name][-1]}", flush=True)
     print(f"\nSimulated: {args.cells} cells x {args.genes} genes, 10 % planted DE, "
           f"confounding {args.confounding}, seeds {args.seeds}, {args.epochs} epochs "
-          f"(mean ± s.d. over seeds)\n")
+          f"(mean ± s.d. over seeds; FDR per seed in brackets)\n")
     header = ["method", "AUPRC", f"observed FDR @ {NOMINAL_FDR:.0%}", "called", "recall",
               "seconds"]
-    body = [[name, fmt([r["auprc"] for r in rs]), fmt([r["fdr"] for r in rs]),
+    body = [[name, fmt([r["auprc"] for r in rs]), fdr_cell([r["fdr"] for r in rs]),
              fmt([r["n_called"] for r in rs], 1), fmt([r["recall"] for r in rs]),
              fmt([r["seconds"] for r in rs], 1)] for name, rs in rows.items()]
     print(table(header, body))
     mine = np.mean([r["auprc"] for r in rows["betavae (ours)"]])
+    worst = max(r["fdr"] for r in rows["betavae (ours)"])
     goals = [("AUPRC >= Wilcoxon's", mine >= np.mean([r["auprc"] for r in
                                                      rows["scanpy wilcoxon"]])),
-             (f"observed FDR <= {2 * NOMINAL_FDR:.0%}",
-              np.mean([r["fdr"] for r in rows["betavae (ours)"]]) <= 2 * NOMINAL_FDR)]
+             (f"observed FDR <= {2 * NOMINAL_FDR:.0%} on every seed (worst {worst:.1%})",
+              worst <= 2 * NOMINAL_FDR)]
     if "scVI change" in rows:
         goals.insert(0, ("AUPRC >= scVI's", mine >= np.mean([r["auprc"] for r in
                                                             rows["scVI change"]])))
     print("\n" + "\n".join(f"goal {g}: {verdict(ok)}" for g, ok in goals))
+
+
+def fdr_cell(values: list[float]) -> str:
+    return f"{fmt(values)} ({', '.join(f'{100 * v:.1f}' for v in values)} %)"
 
 
 # ---------------------------------------------------------------- CEL-seq2 agreement
@@ -213,6 +266,7 @@ def load_celseq2(n_top: int = 2000):
 
 def celseq2_table(args: argparse.Namespace) -> None:
     adata = load_celseq2()
+    args.data_key = "celseq2"
     top = {}
     for name, run in methods(args).items():
         ranking, wall = run(adata, "H1975", "H2228", "cell_line", None, 0)
@@ -236,6 +290,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--celseq2", action="store_true")
     p.add_argument("--no-simulated", action="store_true")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--cache", default=None,
+                   help="folder keeping scVI's and scanpy's results between runs")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.cells, args.seeds = 30, 800, [0]

@@ -20,11 +20,14 @@ from betavae_datasets import de_counts  # noqa: E402
 from betavae_singlecell.differential import (  # noqa: E402
     differential_expression,
     expected_fdr_set,
+    lfc_posterior,
 )
 from betavae_singlecell.expression import normalized_expression  # noqa: E402
 
+# beta 1 (the domain default was 1 when these bounds were set): a looser bottleneck keeps
+# batch in the latent space, which transform_batch cannot decode away.
 FIT = {"likelihood": "nb", "n_latent": 6, "epochs": 60, "batch_size": 64, "progress": False,
-       "n_hidden": 64, "batch_key": "batch"}
+       "n_hidden": 64, "batch_key": "batch", "beta": 1.0}
 SIM = {"n_cells": 600, "n_genes": 150, "n_groups": 3, "n_batches": 2, "de_fraction": 0.1,
        "batch_effect": 0.7, "confounding": 0.3, "seed": 0}
 
@@ -83,6 +86,50 @@ def test_expected_fdr_set_is_the_largest_set_under_the_bound():
     # Sorted: 1.0, 0.99, 0.9, 0.5 -> mean(1 - p) = 0, .005, .037, .153.
     np.testing.assert_array_equal(expected_fdr_set(p, 0.05), [False, True, True, True, False])
     assert not expected_fdr_set(np.array([0.1, 0.2]), 0.05).any()
+
+
+def test_no_gene_changes_between_random_halves_of_one_group(fitted):
+    # Two random halves of group 0 differ in no gene. A posterior that took the decoder's
+    # cell-to-cell spread for change gave low-count genes P(|LFC| > delta) of 0.5-0.7
+    # here (23 expected changed genes over 150); the posterior of the group-level LFC,
+    # with the counts' uncertainty and a prior learned across genes, finds none.
+    _, adata, model = fitted
+    work = adata.copy()
+    labels = work.obs["group"].astype(str).to_numpy().copy()
+    zero = np.flatnonzero(labels == "group_0")
+    labels[zero] = "a"
+    labels[np.random.default_rng(5).permutation(zero)[: len(zero) // 2]] = "b"
+    work.obs["split"] = pd.Categorical(labels)
+    table = differential_expression(model, work, "split", "a", "b", n_samples=1000)
+    assert table["proba_de"].sum() < 1.0 and table["proba_de"].max() < 0.5
+    assert not table["is_de_fdr_0.05"].any()
+    assert (table["lfc_se"] > 0).all()
+
+
+@pytest.mark.parametrize("noisy_se", [0.5, 1.0])
+def test_lfc_posterior_shrinks_noise_and_keeps_real_changes(noisy_se):
+    # 900 genes without change, 100 changed by +-U(1, 2) log2, estimates with known
+    # normal errors: s.e. 0.15, or `noisy_se` for a random third (genes with few counts).
+    from scipy.special import ndtr
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros(1000)
+    truth[:100] = np.where(np.arange(100) % 2 == 0, 1.0, -1.0) * rng.uniform(1, 2, 100)
+    se = np.where(rng.random(1000) < 1 / 3, noisy_se, 0.15)
+    estimate = truth + se * rng.standard_normal(1000)
+    post = lfc_posterior(estimate, se, delta=0.25)
+    p = post["proba_de"]
+    null, precise = truth == 0, se == 0.15
+    # Unshrunk, a wide posterior N(estimate, se) puts most of its mass beyond +-delta.
+    flat = ndtr((-0.25 - estimate) / se) + ndtr((estimate - 0.25) / se)
+    assert flat[null & ~precise].mean() > 0.5 and p[null & ~precise].mean() < 0.15
+    called = expected_fdr_set(p, 0.05)
+    assert (called & null).sum() <= 0.10 * called.sum()  # observed FDR <= 2x nominal
+    assert called[~null & precise].mean() >= 0.95
+    assert np.abs(post["mean"] - truth)[~null & precise].max() < 0.6
+    sure = (p > 0.9) & ~null
+    assert (np.sign(post["median"][sure]) == np.sign(truth[sure])).all()
+    assert np.isfinite(post["std"]).all() and (post["std"] >= 0).all()
 
 
 def test_normalized_expression_takes_depth_out(fitted):
