@@ -39,6 +39,8 @@ and wall(ours) <= 0.5 x wall(scVI). The exit code is 0 either way.
     python benchmarks/singlecell_clustering.py --refresh-scvi          # the final table
     python benchmarks/singlecell_clustering.py --sets pbmc,baron --seeds 0 \\
         --ours n_latent=16 --ours epochs=200 --methods ours            # a tuning run
+    python benchmarks/singlecell_clustering.py --seeds 0 --cached-scvi-only \\
+        --steps 3000 --warmup-share 4 --ours n_latent=20               # a screened rule
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _tables import table
 from singlecell_integration import load_cellbench
 from singlecell_vs_scvi import (
     GOAL_TIME,
@@ -68,7 +71,6 @@ from singlecell_vs_scvi import (
     scvi_version,
     shared_data_dir,
     str_list,
-    table,
     verdict,
     write_json,
 )
@@ -169,6 +171,21 @@ def scores(z: np.ndarray, labels: np.ndarray, seed: int) -> dict:
 # ---------------------------------------------------------------- methods
 
 
+def tuned(n_obs: int, overrides: dict, steps: int | None,
+          warmup_share: float | None) -> dict:
+    """`overrides` plus the tuning rules: epochs from `steps` minibatches of 128 cells
+    (of the 90 % that train), warm-up as a multiple of the epochs."""
+    out = dict(overrides)
+    if steps is not None:
+        per_epoch = -(-round(0.9 * n_obs) // out.get("batch_size", 128))
+        out["epochs"] = max(1, round(steps / per_epoch))
+    if warmup_share is not None:
+        from betavae_singlecell.plugin import default_epochs
+
+        out["warmup_epochs"] = warmup_share * out.get("epochs", default_epochs(n_obs))
+    return out
+
+
 def fit_ours_defaults(adata, seed: int, batch_key: str | None,
                       overrides: dict) -> tuple[np.ndarray, float]:
     """`bsc.tl.fit` with its defaults (plus `overrides`): posterior means, wall seconds."""
@@ -237,6 +254,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="VAEs to run (ours,scvi); PCA always runs")
     p.add_argument("--ours", action="append", default=[], metavar="KEY=VALUE",
                    help="a keyword for bsc.tl.fit (tuning); repeatable")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="tuning: epochs per set = N minibatches / minibatches per epoch")
+    p.add_argument("--warmup-share", type=float, default=None, metavar="W",
+                   help="tuning: warmup_epochs = W x epochs (W > 1: beta ends at 1/W)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for both (1)")
     p.add_argument("--cache", type=Path, default=CACHE)
     p.add_argument("--refresh-scvi", action="store_true",
@@ -290,8 +311,11 @@ def run_set(name: str, args: argparse.Namespace, methods: list[str], cache: Scvi
     cached = all(cache.get(name, s, adata.n_obs) is not None for s in args.seeds)
     warm_up(adata, batch_key, [m for m in methods if m == "ours" or (
         not args.cached_scvi_only and (not cached or args.refresh_scvi))])
+    overrides = tuned(adata.n_obs, args.overrides, args.steps, args.warmup_share)
+    if overrides != args.overrides:
+        print(f"    ours: {overrides}", file=sys.stderr, flush=True)
     fits: dict[str, Callable[[int], tuple[np.ndarray, float, bool]]] = {
-        "ours": lambda s: (*fit_ours_defaults(adata, s, batch_key, args.overrides), False),
+        "ours": lambda s: (*fit_ours_defaults(adata, s, batch_key, overrides), False),
         "scvi": lambda s: scvi_fit(name, adata, s, batch_key, args.refresh_scvi, cache),
     }
     for i, seed in enumerate(args.seeds):
@@ -374,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line(args.threads))
     print(f"Sets {args.sets}; seeds {args.seeds}; ours: bsc.tl.fit defaults"
           + (f" with {args.overrides}" if args.overrides else "")
+          + (f", epochs = {args.steps} minibatches" if args.steps else "")
+          + (f", warm-up {args.warmup_share} x epochs" if args.warmup_share else "")
           + "; scVI: its defaults (ZINB, heuristic epochs)")
     load_before = load_avg()
     cache = ScviCache(args.cache)
@@ -384,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         run_set(name, args, methods, cache, rows)
         if args.json:
             write_json(args.json, {"args": {"sets": args.sets, "seeds": args.seeds,
-                                            "ours": args.overrides}, "rows": rows})
+                                            "ours": args.overrides, "steps": args.steps,
+                                            "warmup_share": args.warmup_share},
+                                   "rows": rows})
     main_table, goal_table = summary(rows, args.sets, methods)
     print()
     print(main_table)

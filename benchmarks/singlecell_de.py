@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tables import table  # noqa: E402
 from singlecell_vs_scvi import (  # noqa: E402
     fmt,
     int_list,
@@ -54,7 +55,6 @@ from singlecell_vs_scvi import (  # noqa: E402
     quiet_libraries,
     scvi_version,
     shared_data_dir,
-    table,
     verdict,
 )
 

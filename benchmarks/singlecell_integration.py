@@ -40,6 +40,7 @@ import sys
 from collections.abc import Callable
 
 import numpy as np
+from _tables import table
 from singlecell_vs_scvi import (
     GOAL_TIME,
     clustering_metric,
@@ -56,7 +57,6 @@ from singlecell_vs_scvi import (
     run_fits,
     scvi_version,
     shared_data_dir,
-    table,
     verdict,
     warm_up,
     write_json,

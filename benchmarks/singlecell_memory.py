@@ -42,7 +42,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from singlecell_vs_scvi import load_avg, machine_line, str_list, table, verdict
+from _tables import table
+from singlecell_vs_scvi import load_avg, machine_line, str_list, verdict
 
 GOAL_GIB = 2.0
 GIB = 1024**3

@@ -33,6 +33,7 @@ import sys
 import time
 
 import numpy as np
+from _tables import table
 from singlecell_integration import load_cellbench
 from singlecell_vs_scvi import (
     fmt,
@@ -41,7 +42,6 @@ from singlecell_vs_scvi import (
     quiet_libraries,
     scvi_version,
     str_list,
-    table,
 )
 
 DIRECTIONS = (("celseq2", "dropseq"), ("dropseq", "celseq2"))

@@ -13,7 +13,7 @@ runs: no early stopping), batch size 128, Adam lr 1e-3, a 10% validation split
 (scVI: train_size 0.9), on the CPU with the same number of torch threads. The KL
 schedule is each tool's own default unless `--warmup-epochs 400` is given: scVI ramps its
 KL weight from 0 to 1 over 400 epochs (`n_epochs_kl_warmup`, so over the whole default
-run); ours ramps β over the first quarter of the epochs (`warmup_epochs`), and with
+run); ours ramps β over its domain default (the whole fit, to β 0.25; `warmup_epochs`), and with
 `--warmup-epochs 400` over the same 400 as scVI. Ours also validates every epoch (scVI
 runs no validation pass) and, like scVI, keeps the last epoch (`--keep best` for the
 best validation epoch after the warm-up).
@@ -52,6 +52,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from _tables import table
 
 GOAL_TIME = 0.5
 
@@ -213,16 +214,6 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
 def fmt(values: Sequence[float], digits: int = 3) -> str:
     m, s = mean_sd(values)
     return f"{m:.{digits}f} ± {s:.{digits}f}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
-    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-            for r in rows]
-    return "\n".join([line, rule, *body])
 
 
 def pick(rows: list[dict], method: str, likelihood: str | None, key: str) -> list[float]:

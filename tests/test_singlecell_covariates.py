@@ -69,14 +69,16 @@ def one_thread():
 def with_covariates():
     adata = planted()
     model = bsc.tl.fit(adata, categorical_covariate_keys=["donor"],
-                       continuous_covariate_keys=["score"], epochs=80, lr=1e-2, **FIT)
+                       continuous_covariate_keys=["score"], epochs=80, lr=1e-2,
+                       beta=1.0, warmup_epochs=20, **FIT)
     return adata, model
 
 
 def test_continuous_covariate_absorbs_a_planted_effect(with_covariates):
     adata, model = with_covariates
     plain = planted()
-    plain_model = bsc.tl.fit(plain, epochs=30, lr=1e-2, **FIT)
+    plain_model = bsc.tl.fit(plain, epochs=30, lr=1e-2, beta=1.0, warmup_epochs=7.5,
+                             **FIT)
     # Without the covariate the latent space carries the score; with it, the decoder's
     # covariate offset explains the effect and the active dimensions no longer track it.
     assert _active_r2(plain_model, plain) > 0.8

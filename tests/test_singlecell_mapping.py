@@ -15,7 +15,8 @@ import betavae_singlecell as bsc  # noqa: E402
 from betavae_core import ConfigError, DataError  # noqa: E402
 from betavae_singlecell import mapping  # noqa: E402
 
-FIT = {"n_latent": 6, "epochs": 40, "batch_size": 64, "n_hidden": 64, "progress": False}
+FIT = {"beta": 1.0, "warmup_epochs": 10, "n_latent": 6, "epochs": 40, "batch_size": 64,
+       "n_hidden": 64, "progress": False}  # beta 1: the old schedule these bounds were set at
 MAP = {"epochs": 150, "lr": 1e-2, "batch_size": 64}
 
 

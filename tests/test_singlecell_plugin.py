@@ -100,11 +100,15 @@ def test_loader_and_tl_fit_take_the_same_domain_defaults(h5ad, monkeypatch):
     data, _ = bv.load_data(h5ad, options={"batch_key": "batch"})
     model_config, train, objective, from_domain = bv.configs_for(data)
     epochs = plugin.default_epochs(len(data))
-    assert from_domain == plugin.training_defaults(len(data)) and epochs == 400
-    assert (train.epochs, train.keep, train.patience, train.batch_size) == (400, "last", None,
+    # 200 cells: 180 train, 2 minibatches of 128 an epoch, so 1,500 epochs make 3,000
+    assert from_domain == plugin.training_defaults(len(data)) and epochs == 1500
+    assert (train.epochs, train.keep, train.patience, train.batch_size) == (1500, "last", None,
                                                                            128)
-    assert (objective.schedule, objective.warmup_epochs) == ("warmup", 100.0)
-    assert model_config.latent_dim == 10 and model_config.likelihood == "nb"
+    # β ramps over the whole fit and reaches 0.25 at its end
+    assert (objective.schedule, objective.warmup_epochs, objective.beta) == ("warmup", 1500.0,
+                                                                             0.25)
+    assert objective.beta_at(750) == 0.125 and objective.beta_at(1500) == 0.25
+    assert model_config.latent_dim == 20 and model_config.likelihood == "nb"
     assert records("loaders")["expression"].defaults == plugin.TRAINING_DEFAULTS
 
     seen = {}
@@ -124,13 +128,25 @@ def test_loader_and_tl_fit_take_the_same_domain_defaults(h5ad, monkeypatch):
     assert seen["from_domain"] == from_domain and seen["source"]["kind"] == "anndata"
 
 
+def test_default_epochs_make_about_3000_minibatches_whatever_the_cells():
+    # known answers: PBMC's 4,271 cells train 3,844 (31 minibatches), Baron's 1,064 train
+    # 958 (8), 499 CellBench cells train 449 (4); a huge set still gets one epoch
+    assert [plugin.default_epochs(n) for n in (4271, 1064, 499, 10**7)] == [97, 375, 750, 1]
+    for n in (300, 2730, 50_000):
+        steps = plugin.default_epochs(n) * -(-round(0.9 * n) // 128)
+        assert abs(steps - plugin.DEFAULT_STEPS) <= 0.5 * -(-round(0.9 * n) // 128), n
+    # another batch size keeps the number of minibatches, not the epochs
+    assert plugin.default_epochs(4271, batch_size=256) == 188
+    assert plugin.training_defaults(4271, batch_size=256)["epochs"] == 188
+
+
 def test_tl_fit_leaves_config_json_to_the_core(tmp_path):
     adata = cells()
     model = bsc.tl.fit(adata, batch_key="batch", label_key="cell_type", out_dir=tmp_path / "r",
                        **QUICK)
     config = bv.read_json(tmp_path / "r" / bv.CONFIG)
     assert model.config == config
-    assert config["from_domain"] == {"schedule": "warmup", "warmup_epochs": 0.5,
+    assert config["from_domain"] == {"schedule": "warmup", "warmup_epochs": 2.0, "beta": 0.25,
                                      "keep": "last", "patience": 0}
     counts = adata.obs["batch"].value_counts()
     assert config["data"]["attrs"]["batch_counts"] == {b: int(counts[b])

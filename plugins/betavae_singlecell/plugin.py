@@ -8,6 +8,7 @@ the training settings the domain suggests (`training_defaults`), which `tl.fit`,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import betavae_core as bv
@@ -17,14 +18,20 @@ bv.requires("scanpy", "anndata", "h5py", "igraph", "leidenalg", "sklearn", extra
 DOMAIN = "singlecell"
 PKG = "betavae_singlecell"
 
-# What a single-cell fit uses unless told otherwise (scvi-tools' choices): a β warm-up
-# over the first quarter of the epochs, a fixed number of epochs with the last one kept,
-# minibatches of 128 cells and 10 latent dimensions. The epochs depend on the number of
-# cells, so `training_defaults` adds them per data set.
+# What a single-cell fit uses unless told otherwise: about `DEFAULT_STEPS` minibatches of
+# 128 cells whatever the number of cells (`default_epochs`), β ramped from 0 over the whole
+# fit to 0.25 (where it ends: a looser bottleneck than β = 1 keeps more of what separates
+# cell types), the last epoch's weights, and 20 latent dimensions. Chosen by the worst
+# case over four sets (PBMC, CEL-seq2 + Drop-seq, Baron, Paul15) against scVI and 50-PC
+# PCA: benchmarks/singlecell_clustering.py. The epochs depend on the number of cells, so
+# `training_defaults` adds them (and the warm-up) per data set.
 TRAINING_DEFAULTS: dict[str, Any] = {
-    "schedule": "warmup", "keep": "last", "patience": 0, "batch_size": 128, "latent_dim": 10,
+    "schedule": "warmup", "keep": "last", "patience": 0, "batch_size": 128, "latent_dim": 20,
+    "beta": 0.25,
 }
-WARMUP_SHARE = 0.25
+WARMUP_SHARE = 1.0
+DEFAULT_STEPS = 3000
+VAL_FRACTION = 0.1  # the core's default share of cells held out (not trained on)
 
 # `expression_mlp` options and their defaults (read by `architecture.py` too).
 ARCHITECTURE_OPTIONS: dict[str, Any] = {
@@ -52,16 +59,20 @@ EVALUATION_OPTIONS: dict[str, dict[str, Any]] = {
 GENERATOR_OPTIONS: dict[str, Any] = {"batch": None, "cell_type": None}
 
 
-def default_epochs(n_cells: int) -> int:
-    """More passes for small datasets, as scvi-tools does: min(400, 400 * 20000 / n)."""
-    return int(max(1, min(400, round(400 * 20_000 / max(n_cells, 1)))))
+def default_epochs(n_cells: int, batch_size: int = 128) -> int:
+    """Epochs that make about `DEFAULT_STEPS` minibatches of `batch_size` over the cells
+    that train (90 %): the same number of updates for a small and a large set."""
+    per_epoch = math.ceil(max(round(n_cells * (1 - VAL_FRACTION)), 1) / batch_size)
+    return int(max(1, round(DEFAULT_STEPS / per_epoch)))
 
 
-def training_defaults(n_cells: int, epochs: int | None = None) -> dict[str, Any]:
+def training_defaults(n_cells: int, epochs: int | None = None,
+                      batch_size: int | None = None) -> dict[str, Any]:
     """The settings the domain suggests for `n_cells` cells (keys in `bv.DEFAULTABLE`):
     `TRAINING_DEFAULTS` plus the epochs (`default_epochs`, unless given) and a warm-up
-    over a quarter of them."""
-    epochs = default_epochs(n_cells) if epochs is None else int(epochs)
+    over all of them (β reaches its value at the last epoch)."""
+    size = TRAINING_DEFAULTS["batch_size"] if batch_size is None else int(batch_size)
+    epochs = default_epochs(n_cells, size) if epochs is None else int(epochs)
     return {**TRAINING_DEFAULTS, "epochs": epochs, "warmup_epochs": epochs * WARMUP_SHARE}
 
 
