@@ -34,9 +34,14 @@ def spins(n: int, L: int, seed: int) -> np.ndarray:
     return np.where(np.random.default_rng(seed).random((n, L, L)) < 0.5, -1.0, 1.0)
 
 
-def encoder(top: int) -> torch.nn.Module:
+LOCAL = {"dilations": [1, 1, 1]}  # a 7 x 7 receptive field: fits the L = 8 lattices here
+SAVED = {"channels": 16}  # no dilations option: the default, as in runs saved before it
+
+
+def encoder(top: int, **options) -> torch.nn.Module:
     torch.manual_seed(0)
-    request = ArchitectureRequest(event_shape=(top, top), latent_dim=2, params_per_element=1)
+    request = ArchitectureRequest(event_shape=(top, top), latent_dim=2, params_per_element=1,
+                                  options=options or LOCAL)
     return multisize.build_lattice_fcn(request)[0].eval()
 
 
@@ -82,7 +87,7 @@ def test_encoder_reads_the_side_of_real_fields_where_zero_is_a_value():
 def head_encoder(top: int, **options) -> torch.nn.Module:
     torch.manual_seed(0)
     request = ArchitectureRequest(event_shape=(top, top), latent_dim=2, params_per_element=1,
-                                  options={"channels": 4, "hidden": 8, **options})
+                                  options={"channels": 4, "hidden": 8, **LOCAL, **options})
     return multisize.build_lattice_fcn(request)[0].eval()
 
 
@@ -114,6 +119,37 @@ def test_linear_head_makes_mu_a_site_average_affine_in_the_pooled_features():
         head_encoder(16, head="affine")
 
 
+def test_dilations_set_the_receptive_field_and_warn_on_a_narrower_lattice():
+    """Features of dilations 1,1,1 see 7 x 7 sites: flipping a spin 7 sites away (diagonally)
+    leaves the feature at the origin unchanged, while the default 1,2,4 (15 x 15, what runs
+    saved without the option hold: same modules, same outputs) sees it. A lattice narrower
+    than the receptive field gets a warning naming both."""
+    x = torch.as_tensor(spins(1, 16, 9), dtype=torch.float32)
+    far = x.clone()
+    far[0, 7, 7] *= -1
+    changed = {}
+    for name, options in (("local", LOCAL), ("default", SAVED)):
+        enc = encoder(16, **options)
+        with torch.no_grad():
+            a, b = (enc.convs(v[:, None])[0, :, 0, 0] for v in (x, far))
+        changed[name] = float((a - b).abs().max())
+    assert changed["local"] == 0.0 and changed["default"] > 1e-4, changed
+    default, explicit = encoder(16, **SAVED), encoder(16, dilations=[1, 2, 4])
+    assert [c.dilation for c in default.convs if isinstance(c, torch.nn.Conv2d)] == [
+        (1, 1), (2, 2), (4, 4)]
+    assert {k: v.shape for k, v in default.state_dict().items()} == {
+        k: v.shape for k, v in encoder(16).state_dict().items()}
+    with torch.no_grad():
+        torch.testing.assert_close(default(x).mu, explicit(x).mu)
+    small = torch.as_tensor(multisize.pad([spins(2, 8, 10), spins(2, 16, 11)])[0])
+    with pytest.warns(UserWarning, match=r"dilations 1,2,4 sees a 15 x 15 patch.*L = 8; "
+                                         r"sizes \[8, 16\].*dilations=1,1,1"):
+        default(small)
+    assert encoder(16)(small).mu.shape == (4, 2)
+    with pytest.raises(ConfigError, match="dilations=0 must be one or more integers"):
+        encoder(16, dilations=0)
+
+
 def test_padded_spin_scores_only_the_squares_and_names_bad_padding():
     x, side = multisize.pad([spins(2, 8, 5), spins(2, 12, 6)])
     x = torch.as_tensor(x, dtype=torch.float32)
@@ -135,8 +171,8 @@ def test_padded_spin_scores_only_the_squares_and_names_bad_padding():
 def test_one_model_trains_on_several_sizes_and_scales_its_latent(tmp_path, two_sizes):
     data = two_sizes
     assert data.attrs["sizes"] == [8, 12] and data.x.shape == (576, 12, 12)
-    configs = bv.configs_for(data, {"epochs": 2, "progress": False,
-                                    "architecture_options": {"channels": 4, "hidden": 8}})[:3]
+    configs = bv.configs_for(data, {"epochs": 2, "progress": False, "architecture_options": {
+        "channels": 4, "hidden": 8, "dilations": "1,1,1"}})[:3]
     result = bv.fit(data, *configs, out_dir=tmp_path / "run")
     first, last = result.history[0], result.history[-1]
     assert len(result.history) == 2 and all(np.isfinite(v) for v in last.values()

@@ -16,6 +16,8 @@ square (padding contributes nothing) and draws 0 there.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -68,20 +70,49 @@ def _conv(c_in: int, c_out: int, dilation: int = 1) -> nn.Conv2d:
                      padding_mode="circular")
 
 
+#: What runs saved without the `dilations` option were built with (a 15 x 15 patch).
+DILATIONS = (1, 2, 4)
+
+
+def receptive_field(dilations: tuple[int, ...]) -> int:
+    """Side of the patch one output site of the 3 x 3 conv stack sees: 1 + 2 sum(d)."""
+    return 1 + 2 * sum(dilations)
+
+
+def parse_dilations(value) -> tuple[int, ...]:
+    """The `dilations` option (a list, one int or "1,1,1") as a tuple of ints >= 1."""
+    items = value.split(",") if isinstance(value, str) else (
+        list(value) if isinstance(value, (list, tuple)) else [value])
+    try:
+        out = tuple(int(str(v).strip()) for v in items)
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise ConfigError(f"lattice_fcn option dilations={value!r} must be one or more "
+                          f"integers >= 1, one per conv layer; e.g. dilations=1,1,1.")
+    return out
+
+
 class PooledEncoder(nn.Module):
-    """Per L group: circular convs (dilations 1, 2, 4) on the L x L torus, then the mean
-    and the mean square of each feature over the sites -> (mu, logvar).
+    """Per L group: circular 3 x 3 convs (one per dilation; 1, 2, 4 by default) on the
+    L x L torus, then the mean and the mean square of each feature over the sites ->
+    (mu, logvar). A lattice narrower than the convs' receptive field gets a warning: a
+    feature then sees sites twice around the torus, a function of the global state
+    rather than a local one, and so means something else at each L.
 
     head "mlp": both through a dense layer. head "linear": mu is an affine map of the
     pooled site averages (nothing nonlinear after the pooling), so z is a site average
     as m is and its moments scale with L as m's do; logvar keeps the dense layer."""
 
     def __init__(self, request: ArchitectureRequest, channels: int, hidden: int,
-                 head: str = "mlp") -> None:
+                 head: str = "mlp", dilations: tuple[int, ...] = DILATIONS) -> None:
         super().__init__()
-        self.convs = nn.Sequential(
-            _conv(1, channels), nn.SiLU(), _conv(channels, channels, 2), nn.SiLU(),
-            _conv(channels, channels, 4), nn.SiLU())
+        layers: list[nn.Module] = []
+        for i, d in enumerate(dilations):
+            layers += [_conv(1 if i == 0 else channels, channels, d), nn.SiLU()]
+        self.convs = nn.Sequential(*layers)
+        self.dilations = tuple(dilations)
+        self.field = receptive_field(self.dilations)
         pooled = 2 * channels + request.covariate_dim
         self.dense = nn.Sequential(nn.Linear(pooled, hidden), nn.SiLU())
         self.linear = head == "linear"
@@ -96,11 +127,24 @@ class PooledEncoder(nn.Module):
         """(n, 2 channels): site means of the features and of their squares, per item."""
         L = extents(x)
         out = x.new_zeros(x.shape[0], 2 * self.channels)
-        for side in torch.unique(L).tolist():
+        groups = torch.unique(L).tolist()
+        self.check_sides(groups)
+        for side in groups:
             rows = torch.nonzero(L == side).flatten()
             h = self.convs(x[rows, None, :side, :side])
             out[rows] = torch.cat([h.mean(dim=(2, 3)), (h * h).mean(dim=(2, 3))], dim=1)
         return out
+
+    def check_sides(self, sides: list[int]) -> None:
+        """Warn, naming the receptive field and the smallest L, when a lattice is narrower
+        than the field (a warning, not an error: runs fitted that way keep working)."""
+        if sides and min(sides) < self.field:
+            warnings.warn(
+                f"lattice_fcn with dilations {','.join(map(str, self.dilations))} sees a "
+                f"{self.field} x {self.field} patch, wider than the smallest lattice in the "
+                f"data (L = {min(sides)}; sizes {sorted(sides)}), so its features wrap "
+                f"around the torus. Set dilations=1,1,1 (a 7 x 7 patch) or use sizes "
+                f">= {self.field}.", UserWarning, stacklevel=3)
 
     def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> EncoderOutput:
         p = self.pooled(x)
@@ -138,19 +182,21 @@ HEADS = ("mlp", "linear")
 
 def build_lattice_fcn(request: ArchitectureRequest) -> tuple[nn.Module, nn.Module]:
     """Encoder and decoder for padded spin items of several sizes; `request.options` may
-    set `channels` (default 16), `hidden` (default 64) and `head` ("mlp", the default and
+    set `channels` (default 16), `hidden` (default 64), `head` ("mlp", the default and
     what runs saved without the option hold, or "linear": mu affine in the site
-    averages)."""
+    averages) and `dilations` (one per encoder conv layer; default 1,2,4, what runs
+    saved without the option hold: a 15 x 15 receptive field; 1,1,1 sees 7 x 7)."""
     channels = int(request.options.get("channels", 16))
     hidden = int(request.options.get("hidden", 64))
     head = request.options.get("head", "mlp")
+    dilations = parse_dilations(request.options.get("dilations", DILATIONS))
     if channels < 1 or hidden < 1:
         raise ConfigError(f"channels and hidden must be >= 1; got {channels}, {hidden}.")
     if head not in HEADS:
         raise ConfigError(f"lattice_fcn option head={head!r} is not one of {HEADS}; set "
                           f"head=mlp or head=linear.")
     lattice_size(request.event_shape)
-    return (PooledEncoder(request, channels, hidden, head),
+    return (PooledEncoder(request, channels, hidden, head, dilations),
             BroadcastDecoder(request, channels, hidden))
 
 
