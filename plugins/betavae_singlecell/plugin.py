@@ -29,7 +29,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "schedule": "warmup", "keep": "last", "patience": 0, "batch_size": 128, "latent_dim": 20,
     "beta": 0.25,
 }
-WARMUP_SHARE = 1.0
+WARMUP_SHARE = 1.0  # with the default β: it reaches 0.25 at the last epoch
+GIVEN_BETA_WARMUP_SHARE = 0.25  # with a β the user chose: reached after a quarter, then held
 DEFAULT_STEPS = 3000
 VAL_FRACTION = 0.1  # the core's default share of cells held out (not trained on)
 
@@ -67,13 +68,17 @@ def default_epochs(n_cells: int, batch_size: int = 128) -> int:
 
 
 def training_defaults(n_cells: int, epochs: int | None = None,
-                      batch_size: int | None = None) -> dict[str, Any]:
+                      batch_size: int | None = None, beta_given: bool = False
+                      ) -> dict[str, Any]:
     """The settings the domain suggests for `n_cells` cells (keys in `bv.DEFAULTABLE`):
     `TRAINING_DEFAULTS` plus the epochs (`default_epochs`, unless given) and a warm-up
-    over all of them (β reaches its value at the last epoch)."""
+    over all of them (the default β is reached at the last epoch). With `beta_given` (the
+    user chose β) the warm-up is a quarter of the epochs, so the fit then trains at that
+    β: a β of 1 removes batch from the latent space as it did before these defaults."""
     size = TRAINING_DEFAULTS["batch_size"] if batch_size is None else int(batch_size)
     epochs = default_epochs(n_cells, size) if epochs is None else int(epochs)
-    return {**TRAINING_DEFAULTS, "epochs": epochs, "warmup_epochs": epochs * WARMUP_SHARE}
+    share = GIVEN_BETA_WARMUP_SHARE if beta_given else WARMUP_SHARE
+    return {**TRAINING_DEFAULTS, "epochs": epochs, "warmup_epochs": epochs * share}
 
 
 def _lazy(target: str, **bound: Any) -> Any:

@@ -91,9 +91,10 @@ def fit(
             mean, categories weighed equally).
         epochs: default `default_epochs(n_cells, batch_size)`: about 3,000 minibatches
             whatever the number of cells; `warmup_epochs` ramps β from 0 (default all
-            the epochs, so β reaches its value at the end; 0 for a constant β). These
-            defaults (epochs, warm-up, β 0.25, 20 latent dimensions) beat scVI's and
-            50-PC PCA's clustering on four sets in the worst case
+            the epochs with the default β, which it reaches at the end; a quarter of
+            them when you give `beta`; 0 for a constant β). These
+            defaults (epochs, warm-up, β 0.25, 20 latent dimensions) were chosen by the
+            worst case against scVI's and 50-PC PCA's clustering over four sets
             (benchmarks/singlecell_clustering.py). `patience` stops early when the
             validation objective has not improved for that many epochs after the warm-up
             (default: run all epochs). `keep` chooses the weights returned: "last" (the
@@ -120,7 +121,8 @@ def fit(
     if fill:
         architecture["covariate_fill"] = fill
     # The domain's suggestions, for the epochs this fit runs (its warm-up is a share).
-    data.defaults = training_defaults(len(data), epochs, batch_size)
+    data.defaults = training_defaults(len(data), epochs, batch_size,
+                                      beta_given=beta is not None)
     settings = {
         "latent_dim": n_latent, "batch_size": batch_size, "epochs": epochs, "lr": lr,
         "val_fraction": val_fraction, "beta": beta, "seed": seed, "device": device,
