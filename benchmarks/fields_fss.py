@@ -58,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train-samples", type=int, default=300,
                    help="--latent: training configurations per control value")
     p.add_argument("--epochs", type=int, default=20, help="--latent: training epochs")
+    p.add_argument("--dilations", default="1,1",
+                   help="--latent: lattice_fcn's conv dilations (1,1: a 5 x 5 receptive "
+                        "field, local at L = 8)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/benchmarks/fields_fss")
     return p.parse_args()
@@ -81,7 +84,8 @@ def trained(args: argparse.Namespace, grid: np.ndarray, train_size: int, out: Pa
                                 "seed": args.seed + 1000})
     data = ensemble_data(sample(args.model, train_size, grid, own), "fields_fss")
     settings = {"architecture": "lattice_fcn", "epochs": args.epochs, "latent_dim": 2,
-                "beta": 1.0, "threads": args.threads, "progress": False}
+                "beta": 1.0, "threads": args.threads, "progress": False,
+                "architecture_options": {"dilations": args.dilations}}
     model, train, objective, from_domain = bv.configs_for(data, settings)
     return bv.fit(data, model, train, objective, out_dir=run, from_domain=from_domain,
                   source={"benchmark": "fields_fss", "L": train_size}).model
