@@ -175,14 +175,14 @@ def tuned(n_obs: int, overrides: dict, steps: int | None,
           warmup_share: float | None) -> dict:
     """`overrides` plus the tuning rules: epochs from `steps` minibatches of 128 cells
     (of the 90 % that train), warm-up as a multiple of the epochs."""
-    out = dict(overrides)
-    if steps is not None:
-        per_epoch = -(-round(0.9 * n_obs) // out.get("batch_size", 128))
-        out["epochs"] = max(1, round(steps / per_epoch))
-    if warmup_share is not None:
-        from betavae_singlecell.plugin import default_epochs
+    from betavae_singlecell.plugin import default_epochs
 
-        out["warmup_epochs"] = warmup_share * out.get("epochs", default_epochs(n_obs))
+    out = dict(overrides)
+    size = out.get("batch_size", 128)
+    if steps is not None:
+        out["epochs"] = default_epochs(n_obs, size, steps)
+    if warmup_share is not None:
+        out["warmup_epochs"] = warmup_share * out.get("epochs", default_epochs(n_obs, size))
     return out
 
 

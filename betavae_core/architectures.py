@@ -117,7 +117,7 @@ def _gated(request: ArchitectureRequest) -> bool:
     return request.beta_input and request.covariate_dim >= 1
 
 
-def _eta(request: ArchitectureRequest, covariates: torch.Tensor | None) -> torch.Tensor:
+def _eta(covariates: torch.Tensor | None) -> torch.Tensor:
     """The scaled log beta: the last covariate column of a multi-rate model."""
     if covariates is None:
         raise ConfigError("a beta-conditioned mlp needs log beta as its last covariate "
@@ -133,13 +133,12 @@ class MLPEncoder(nn.Module):
         n_in = math.prod(request.event_shape) + request.covariate_dim
         self.body = _mlp([n_in, *hidden], nn.SiLU)
         self.head = nn.Linear(hidden[-1], 2 * request.latent_dim)
-        self.request = request
         # the hidden layers and the head (mu, logvar)
         widths = [*hidden, 2 * request.latent_dim]
         self.gates = BetaGates(widths) if _gated(request) else None
 
     def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> EncoderOutput:
-        gates = None if self.gates is None else self.gates(_eta(self.request, covariates))
+        gates = None if self.gates is None else self.gates(_eta(covariates))
         h = x.flatten(1)
         if covariates is not None:
             h = torch.cat([h, covariates], dim=1)
@@ -167,7 +166,6 @@ class MLPDecoder(nn.Module):
         if request.skip != "none":
             self.skip_gate = SkipGate(request.skip, request.skip_gate)
             self.skip_proj = nn.Linear(hidden[-1], sizes[1])
-        self.request = request
         # the hidden layers and the output layer
         widths = [*sizes[1:], math.prod(self.out_shape)]
         self.gates = BetaGates(widths) if _gated(request) else None
@@ -178,7 +176,7 @@ class MLPDecoder(nn.Module):
         covariates: torch.Tensor | None = None,
         skip: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        gates = None if self.gates is None else self.gates(_eta(self.request, covariates))
+        gates = None if self.gates is None else self.gates(_eta(covariates))
         h = z if covariates is None else torch.cat([z, covariates], dim=1)
         h = self.first(h)
         if self.skip_gate is not None and skip is not None:

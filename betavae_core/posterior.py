@@ -73,21 +73,20 @@ class _Parts:
 
     def __init__(self, n: int, mean: bool, sample: bool, params: bool) -> None:
         self.n = n
-        self.wanted = {"mean": mean, "sample": sample, "params": params}
-        self.out: dict[str, torch.Tensor | None] = dict.fromkeys(self.wanted)
+        wanted = {"mean": mean, "sample": sample, "params": params}
+        self.out: dict[str, torch.Tensor | None] = {k: None for k, w in wanted.items() if w}
 
     def add(self, sl: slice, out: torch.Tensor, dist: torch.distributions.Distribution
             ) -> None:
-        for key, wanted in self.wanted.items():
-            if not wanted:
-                continue
+        for key, held in self.out.items():
             value = out if key == "params" else dist.mean if key == "mean" else dist.sample()
-            if self.out[key] is None:
-                self.out[key] = value.new_empty((self.n, *value.shape[1:]), device="cpu")
-            self.out[key][sl] = value
+            if held is None:
+                held = self.out[key] = value.new_empty((self.n, *value.shape[1:]),
+                                                       device="cpu")
+            held[sl] = value
 
     def result(self) -> Decoded:
-        return Decoded(**{k: self.out[k] if w else None for k, w in self.wanted.items()})
+        return Decoded(**{k: self.out.get(k) for k in ("mean", "sample", "params")})
 
 
 def _rows(value: torch.Tensor | None, sl: slice, device: torch.device) -> torch.Tensor | None:
@@ -153,8 +152,9 @@ def reconstruct(
         torch.manual_seed(seed)
         for sl in batches(len(data), batch_size):
             x, cov, ctx = minibatch(data, sl, model.device)
-            enc = model.encode(x, cov, beta=beta)
-            out = model.decoder(enc.mu, model.conditioning(cov, beta, len(x)), enc.features)
+            cond = model.conditioning(cov, beta, len(x))  # one for encoder and decoder
+            enc = model._encode(x, cond)
+            out = model.decoder(enc.mu, cond, enc.features)
             parts.add(sl, out, model.likelihood.distribution(out, ctx))
     model.train(was_training)
     return parts.result()

@@ -24,14 +24,13 @@ reused: the same mixture gives the same draws.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from betavae_core import ConfigError
+from betavae_core import ConfigError, atomic_write
 
 SOURCES = ("posterior", "prior", "normal")
 DEFAULT_COMPONENTS = 50
@@ -64,12 +63,14 @@ def fitted_mixture(means: np.ndarray, seed: int = 0, components: int = DEFAULT_C
         return mixture
     mixture.fit(means)
     if path is not None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:  # a handle: np.savez would append .npz to a path
+                np.savez(fh, **{name: getattr(mixture, name) for name in fields})
+
         try:
-            np.savez(tmp, **{name: getattr(mixture, name) for name in fields})
-            os.replace(tmp, path)
-        except OSError:  # a read-only run folder: fit again next time
-            tmp.unlink(missing_ok=True)
+            atomic_write(path, save)
+        except OSError:  # a read-only run folder (FolderAccessError): fit again next time
+            pass
     return mixture
 
 

@@ -159,14 +159,15 @@ def distance_fingerprints(matrices: np.ndarray, frac: np.ndarray, classes: np.nd
         near = np.sort(np.partition(flat, neighbours - 1, axis=2)[..., :neighbours], axis=2)
         near = np.sqrt(near)
         closest = np.sqrt(square.min(axis=3))  # (m, S, S)
+        # nearest site of rank b from each site, (m, S) per b: the same for every centre a
+        to = [np.where((rk == b)[:, None, :], closest, np.inf).min(axis=2) for b in range(r)]
         for a in range(r):
             centre = rk == a
             weight = centre / np.maximum(centre.sum(axis=1, keepdims=True), 1)
             shells[sl, a] = np.einsum("ms,msk->mk", weight, np.where(centre[..., None],
                                                                      near, 0.0))
             for b in range(r):
-                to_b = np.where((rk == b)[:, None, :], closest, np.inf).min(axis=2)
-                pairs[sl, a, b] = np.where(centre, to_b, 0.0).sum(axis=1) / np.maximum(
+                pairs[sl, a, b] = np.where(centre, to[b], 0.0).sum(axis=1) / np.maximum(
                     centre.sum(axis=1), 1)
     pairs = np.where(np.isfinite(pairs), pairs, 0.0)
     return np.concatenate([shells.reshape(n, -1), pairs.reshape(n, -1)], axis=1)
@@ -322,7 +323,6 @@ class Prefilter:
         self.sorted_ranks = species_ranks(self.sorted_classes)
         counts = validity.reduced_counts(self.classes, int(self.classes.max(initial=0)) + 1)
         self.single_unit = counts.sum(axis=1) == self.atoms(slice(None))
-        self.counts.setdefault("strict", 0)
         self.strict_cells: dict[int, StrictCell] = {}
 
     def strict(self, i: int) -> StrictCell:

@@ -464,7 +464,7 @@ def collapse(curves: BinderCurves, window: tuple[float, float] | None = None,
         return curves.binder[L]
 
     derived = window is None and scaled_window is not None
-    start = None
+    start, quality = None, None
     if derived:
         found = crossings(curves) if found is None else found
         located = [c.control for c in found if c.control is not None]
@@ -480,7 +480,7 @@ def collapse(curves: BinderCurves, window: tuple[float, float] | None = None,
         tried: list[tuple[float, dict, float, float]] = []
         for _ in range(8):
             new = _windows(curves, tc, nu, float(scaled_window))
-            if new == windows:
+            if new == windows and quality is not None:  # fitted on these windows already
                 break
             if any(new == w for _, w, _, _ in tried):  # a cycle: keep its best fit
                 quality, windows, tc, nu = min(tried, key=lambda f: f[0])

@@ -60,11 +60,11 @@ EVALUATION_OPTIONS: dict[str, dict[str, Any]] = {
 GENERATOR_OPTIONS: dict[str, Any] = {"batch": None, "cell_type": None}
 
 
-def default_epochs(n_cells: int, batch_size: int = 128) -> int:
-    """Epochs that make about `DEFAULT_STEPS` minibatches of `batch_size` over the cells
-    that train (90 %): the same number of updates for a small and a large set."""
+def default_epochs(n_cells: int, batch_size: int = 128, steps: int = DEFAULT_STEPS) -> int:
+    """Epochs that make about `steps` minibatches of `batch_size` over the cells that
+    train (90 %): the same number of updates for a small and a large set."""
     per_epoch = math.ceil(max(round(n_cells * (1 - VAL_FRACTION)), 1) / batch_size)
-    return int(max(1, round(DEFAULT_STEPS / per_epoch)))
+    return int(max(1, round(steps / per_epoch)))
 
 
 def training_defaults(n_cells: int, epochs: int | None = None,
