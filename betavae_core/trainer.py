@@ -24,7 +24,7 @@ from . import distributed
 from .data import DomainData
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from .manifest import RunFolder
-from .model import BetaVAE, ModelConfig
+from .model import BetaVAE, LossRecord, ModelConfig
 from .objective import Objective
 from .posterior import Terms, evaluate_terms
 from .rows import RowSource, steady_memory
@@ -604,8 +604,7 @@ class _Loop:
             ctx = {k: v[batch_idx].to(self.device) for k, v in self.data.context.items()} or None
             beta_b = None if betas is None else self._batch_betas(betas, b)
             record = self.forward(x, cov, ctx, beta=beta_b)
-            loss, tc = self.objective.loss_and_tc(record, t, beta=beta_b,
-                                                  dataset_size=len(self.train_idx))
+            loss, tc = self._loss(record, t, beta_b)
             nonfinite[b] = ~torch.isfinite(loss.detach())
             self.optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -656,6 +655,12 @@ class _Loop:
         size = self.train.batch_size
         mine = betas[b * size:(b + 1) * size]
         return mine[self.world.rank::self.world.size] if self.world.active else mine
+
+    def _loss(self, record: LossRecord, t: float, beta: Any
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The minibatch loss; with one beta per item, mean_i(D_i + beta_i R_i)."""
+        return self.objective.loss_and_tc(record, t, beta=beta,
+                                          dataset_size=len(self.train_idx))
 
     def final_report(self) -> dict[str, Any]:
         best = next((r for r in self.history if r["epoch"] == self.best_epoch), None)
