@@ -222,3 +222,34 @@ def test_replayed_matcher_defers_when_the_reduced_cell_is_not_unique():
     pre = cells.prefilter(range(2))
     assert matcher_arrays.strict_fit(*pre.arrays(0), *pre.arrays(1)) is None
     assert pre.fits(0, pre, 1) and pre.counts["matcher"] == 1  # the matcher decided
+
+
+def test_deduplication_in_worker_processes_gives_the_serial_verdicts(monkeypatch):
+    # four formulas (four buckets), each with copies the matcher calls the same (moved,
+    # rattled) and other cells of its formula; tensor-identical copies too
+    rng = np.random.default_rng(5)
+    structures = []
+    for a, b, x in (("Sr", "Ti", "O"), ("Na", "Ti", "O"), ("Sr", "Ti", "Cl"), ("Na", "Sr", "O")):
+        for _ in range(3):
+            cell = perovskite(rng)
+            base = Structure(cell.lattice, [a, b, x, x, x], cell.frac_coords)
+            rattled = base.copy()
+            rattled.perturb(0.03)
+            moved = Structure(base.lattice, base.species,
+                              base.frac_coords + rng.uniform(0, 1, 3))
+            structures += [base, rattled, moved, base.copy()]
+    order = rng.permutation(len(structures))
+    structures = [structures[k] for k in order]
+    cells = cells_of(structures)
+    keys = matching.tensor_keys(cells.lattice, cells.frac, cells.classes)
+    everything = range(len(structures))
+    serial = cells.prefilter(everything)
+    expected = matching.deduplicate_prefiltered(serial, everything, keys)
+    assert expected == matching.deduplicate(structures, everything, keys)  # the matcher's
+    assert 4 <= sum(expected[i] == i for i in everything) < len(structures) // 2
+    monkeypatch.setattr(matching, "PARALLEL_FROM", 0)
+    shared = cells.prefilter(everything)
+    assert len(matching.shards([[0]] * 4, 2 * matching.SHARDS_PER_WORKER)) == 4
+    assert matching.deduplicate_prefiltered(shared, everything, keys, workers=2) == expected
+    assert shared.counts == serial.counts  # the workers' pair counts come back
+    assert not shared.strict_cells and not shared.prepared  # the work ran elsewhere

@@ -19,10 +19,11 @@ Throughput: the checks run on the decoded arrays (`DecodedCells`), not on pymatg
 objects: validity in batches (`validity.*_arrays`), uniqueness and novelty through the
 prefilter of `matching` (fingerprints, then the matcher's test emulated on arrays, and
 near its tolerance the matcher's test replayed exactly on arrays, the matcher itself only
-where the replay declines), CIF text and space groups (spglib) straight from
-the arrays; a Structure is built only where pymatgen is asked (the matcher, relaxation,
-the report's `objects`). Every verdict is the protocol matcher's; the benchmark
-`benchmarks/crystals_throughput.py` checks it.
+where the replay declines; with `workers=N` the matcher buckets are shared among N
+processes), CIF text and space groups (spglib) straight from the arrays; a Structure
+is built only where pymatgen is asked (the matcher, relaxation, the report's `objects`).
+Every verdict is the protocol matcher's; the benchmark `benchmarks/crystals_throughput.py`
+checks it.
 
 With `relax=chgnet` (or `emt`) the accepted candidates are relaxed (`workers=N`
 processes) and each gets a formation energy and an energy above the convex hull built
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -54,8 +56,6 @@ from .latents import DEFAULT_COMPONENTS, latent_draws
 from .loaders import load_like
 from .relax import CALCULATORS, make_potential, relax_all
 from .representation import (
-    COORD_COLS,
-    LATTICE_ROWS,
     CrystalRepresentation,
     lattice_matrices,
     single_blas_thread,
@@ -66,18 +66,27 @@ DECODE = ("mode", "sample")
 
 
 class Stopwatch:
-    """Seconds per named stage and how many candidates each stage handled."""
+    """Seconds per named stage (wall clock, and CPU of this process and of the worker
+    processes it waited for: on a shared machine the CPU time says what the stage costs)
+    and how many candidates each stage handled."""
 
     def __init__(self) -> None:
         self.stages: dict[str, dict[str, float]] = {}
-        self._t = time.perf_counter()
+        self._t, self._cpu = time.perf_counter(), _cpu_seconds()
 
     def lap(self, stage: str, handled: int) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), _cpu_seconds()
         seconds = now - self._t
-        self._t = now
-        self.stages[stage] = {"seconds": round(seconds, 4), "candidates": int(handled),
+        self.stages[stage] = {"seconds": round(seconds, 4),
+                              "cpu_seconds": round(cpu - self._cpu, 4),
+                              "candidates": int(handled),
                               "per_second": round(handled / seconds, 1) if seconds > 0 else None}
+        self._t, self._cpu = now, cpu
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 # --- options ---------------------------------------------------------------------------
@@ -101,7 +110,8 @@ def parse_target(target: Any, prop: dict[str, Any] | None) -> float | None:
 
 
 def parse_workers(workers: Any) -> int:
-    """How many processes relax candidates (default 1: this one)."""
+    """How many processes relax candidates and share deduplication (default 1: this
+    one)."""
     if workers is None:
         return 1
     try:
@@ -195,17 +205,6 @@ class LazyObjects(Mapping):
         return len(self.index)
 
 
-def split_items(items: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`CrystalRepresentation.split` without widening the whole item array to float64:
-    only the lattice and coordinate columns are converted, and the species class is the
-    argmax of the probabilities as they are (the same index: widening is exact). At
-    100,000 items the species columns are most of the array."""
-    a = items.detach().cpu().numpy() if isinstance(items, torch.Tensor) else np.asarray(items)
-    lattice = np.concatenate([a[:, 0, :3], a[:, 1, :3]], axis=1).astype(np.float64)
-    sites = a[:, LATTICE_ROWS:]
-    return lattice, sites[..., :3].astype(np.float64), sites[..., COORD_COLS:].argmax(axis=-1)
-
-
 @dataclass
 class DecodedCells:
     """Decoded items as arrays: lattice features (n, 6), cell matrices (n, 3, 3),
@@ -220,7 +219,7 @@ class DecodedCells:
 
     @classmethod
     def from_items(cls, rep: CrystalRepresentation, items: Any) -> DecodedCells:
-        lattice, frac, classes = split_items(items)
+        lattice, frac, classes = rep.split(items)
         return cls(rep, lattice, lattice_matrices(lattice), frac, classes)
 
     def __post_init__(self) -> None:
@@ -228,22 +227,39 @@ class DecodedCells:
         self.symbols = np.array(["X", *self.rep.species], dtype=object)
         self.structures = LazyStructures(self)
         self.counts = validity.reduced_counts(self.classes, self.rep.n_classes)
+        self.units = self.occupied.sum(axis=1) // np.maximum(self.counts.sum(axis=1), 1)
         self._formula: dict[bytes, tuple[str, str, int]] = {}
+        self._reduced: dict[bytes, str] = {}
         self._cell_numbers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def reduced_formulas(self, index: Sequence[int]) -> list[str]:
+        """Reduced formula of each item in `index`, as pymatgen writes it: each distinct
+        one computed once (rows looked up by their bytes: `np.unique` over rows sorts
+        far slower)."""
+        from pymatgen.core import Composition
+
+        out = []
+        for row in self.counts[np.asarray(index, dtype=np.int64)]:
+            key = row.tobytes()
+            name = self._reduced.get(key)
+            if name is None:
+                name = self._reduced[key] = Composition(
+                    {self.rep.species[c - 1]: int(row[c]) for c in np.nonzero(row)[0]}
+                ).reduced_formula
+            out.append(name)
+        return out
 
     def formula_of(self, i: int) -> tuple[str, str, int]:
         """(reduced formula, formula, formula units) of item i, as pymatgen writes them."""
         from pymatgen.core import Composition
 
-        row = self.counts[i]
-        units = int(np.bincount(self.classes[i], minlength=len(row))[1:].sum() // max(
-            row.sum(), 1))
+        row, units = self.counts[i], int(self.units[i])
         key = row.tobytes() + units.to_bytes(4, "little")
         if key not in self._formula:
             comp = Composition({self.rep.species[c - 1]: int(row[c]) * units
                                 for c in np.nonzero(row)[0]})
-            self._formula[key] = ((comp.reduced_formula, comp.formula, units) if units
-                                  else ("", "", 0))
+            self._formula[key] = ((self.reduced_formulas([i])[0], comp.formula, units)
+                                  if units else ("", "", 0))
         return self._formula[key]
 
     def formulas(self) -> list[str]:
@@ -267,8 +283,9 @@ class DecodedCells:
         if len(index):
             fingerprints[index] = matching.distance_fingerprints(
                 self.matrices[index], self.frac[index], self.classes[index], ranks=ranks)
-        keys = matching.bucket_keys(self.counts, self.occupied.sum(axis=1), self.rep.species,
-                                    self.structures.__getitem__, index)
+        keys = matching.bucket_keys(self.reduced_formulas(index), self.units,
+                                    self.occupied.sum(axis=1), self.structures.__getitem__,
+                                    index)
         cells, frac = matcher_arrays.cells_for_alignment(self.matrices, self.frac, self.occupied)
         return matching.Prefilter(fingerprints, keys, self.structures.__getitem__, cells, frac,
                                   self.classes)
@@ -406,7 +423,7 @@ def generate_crystals(run: bv.RunContext, samples: bv.GeneratedSamples, *,
     valid = [int(i) for i in np.nonzero(struct_ok & comp_ok)[0]]
     keys = matching.tensor_keys(cells.lattice, cells.frac, cells.classes)
     pre = cells.prefilter(valid)
-    first_of = matching.deduplicate_prefiltered(pre, valid, keys)
+    first_of = matching.deduplicate_prefiltered(pre, valid, keys, workers)
     unique = [i for i in valid if first_of[i] == i]
     clock.lap("deduplication", len(valid))
 

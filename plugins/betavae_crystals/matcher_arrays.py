@@ -21,6 +21,11 @@ from .validity import IMAGES, reduce_cells
 # --- the matcher's test, emulated for small cells ----------------------------------------
 SIGNED_AXES = np.array([np.diag(s) @ np.eye(3)[list(p)] for p in itertools.permutations(range(3))
                         for s in itertools.product((1, -1), repeat=3)])
+# the same bases as (axis order, signs): (Q x)_j = sign_j * x[order_j]
+AXIS_ORDERS = np.array([p for p in itertools.permutations(range(3))
+                        for _ in itertools.product((1, -1), repeat=3)])
+AXIS_SIGNS = np.array([s for _ in itertools.permutations(range(3))
+                       for s in itertools.product((1, -1), repeat=3)], dtype=np.float32)
 MAX_ASSIGNMENTS = 720  # species-preserving site orders tried at most; more: the matcher
 PAIR_CHUNK = 1024  # pairs per batch of the emulation (memory ~ PAIR_CHUNK * 48 * K * S)
 
@@ -56,6 +61,13 @@ def site_assignments(classes: tuple[int, ...]) -> np.ndarray | None:
     return np.array(out)
 
 
+def det3(m: np.ndarray) -> np.ndarray:
+    """Determinants of (..., 3, 3) arrays by the rule of Sarrus (batched LU is slower)."""
+    return (m[..., 0, 0] * (m[..., 1, 1] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 1])
+            - m[..., 0, 1] * (m[..., 1, 0] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 0])
+            + m[..., 0, 2] * (m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0]))
+
+
 def _shape(metric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lengths, angles in degrees: alpha, beta, gamma) of cells given by their metric
     tensors (..., 3, 3)."""
@@ -64,6 +76,22 @@ def _shape(metric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                         metric[..., 0, 2] / (lengths[..., 0] * lengths[..., 2]),
                         metric[..., 0, 1] / (lengths[..., 0] * lengths[..., 1])], axis=-1)
     return lengths, np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
+
+
+def _squared_lengths(g: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """d^T g d for displacements d (3, ..., N, K) under metrics g (N, 3, 3, 1), with
+    few temporaries (the emulation's largest arrays)."""
+    d0, d1, d2 = d
+    out = g[:, 0, 0] * d0 + (2 * g[:, 0, 1]) * d1
+    out += (2 * g[:, 0, 2]) * d2
+    out *= d0
+    part = g[:, 1, 1] * d1 + (2 * g[:, 1, 2]) * d2
+    part *= d1
+    out += part
+    part = g[:, 2, 2] * d2
+    part *= d2
+    out += part
+    return out
 
 
 def aligned_distances(la: np.ndarray, fa: np.ndarray, lb: np.ndarray, fb: np.ndarray,
@@ -78,37 +106,45 @@ def aligned_distances(la: np.ndarray, fa: np.ndarray, lb: np.ndarray, fb: np.nda
     removed (the matcher's `_cart_dists`), under the average metric of the two cells;
     inf where no basis passes the lattice tolerances."""
     matcher = protocol_matcher()
-    metric_a = la @ la.transpose(0, 2, 1)  # (P, 3, 3)
+    metric_a = la @ la.transpose(0, 2, 1)
     metric_b = np.einsum("qij,pjk,qlk->pqil", SIGNED_AXES, lb @ lb.transpose(0, 2, 1),
-                         SIGNED_AXES, optimize=True)  # (P, 48, 3, 3): each basis Q b
+                         SIGNED_AXES, optimize=True)
     len_a, ang_a = _shape(metric_a)
     len_b, ang_b = _shape(metric_b)
     ratio = len_b / len_a[:, None]
     ok = ((ratio < 1 + matcher.ltol) & (ratio > 1 / (1 + matcher.ltol))).all(axis=-1)
     ok &= (np.abs(ang_b - ang_a[:, None]) < matcher.angle_tol).all(axis=-1)
-    # only the (pair, basis) combinations within the lattice tolerances, as offsets from
-    # the first site in float32 (the verdicts keep a 5 % margin to stol, far above its
-    # rounding), laid out (xyz, site, combination, order) so that every step runs over
-    # contiguous memory
     pp, qq = np.nonzero(ok)
     out = np.full(len(la), np.inf)
     if not len(pp):
         return out
-    fbq = np.einsum("nsk,njk->jsn", fb[pp], SIGNED_AXES[qq]).astype(np.float32)
-    fbq -= fbq[:, :1]
+    # only the (pair, basis) combinations within the lattice tolerances, as offsets from
+    # the first site (which then coincide, so it is left out: after the mean shift it
+    # moves by minus the mean) in float32 (the verdicts keep a 5 % margin to stol, far
+    # above its rounding), laid out (xyz, site, combination, order) so that every step
+    # runs over contiguous memory; b's axes under basis Q are a signed permutation
+    sites = fa.shape[1]
+    rest = np.arange(sites - 1)
+    ob = (fb[:, 1:] - fb[:, :1]).astype(np.float32).transpose(2, 1, 0)  # (3, S-1, P)
+    fbq = ob[AXIS_ORDERS[qq].T[:, None, :], rest[None, :, None], pp[None, None, :]]
+    fbq *= AXIS_SIGNS[qq].T[:, None, :]  # (3, S-1, N): b's offsets in basis Q
     fak = fa[:, assignments].transpose(3, 2, 0, 1).astype(np.float32)  # (3, S, P, K)
-    fak -= fak[:, :1]
-    diff = fak[:, :, pp] - fbq[..., None]  # (3, S, N, K)
+    fak = fak[:, 1:] - fak[:, :1]
+    diff = fak[:, :, pp]
+    diff -= fbq[..., None]  # (3, S-1, N, K)
     diff -= np.rint(diff)
-    diff -= diff.sum(axis=1, keepdims=True) / np.float32(diff.shape[1])
+    mean = np.zeros(diff.shape[:1] + diff.shape[2:], dtype=np.float32)  # (3, N, K)
+    for k in range(sites - 1):  # site by site: faster than a sum over axis 1
+        mean += diff[:, k]
+    mean /= np.float32(sites)  # the first site moves by minus the mean
+    diff -= mean[:, None]
     metric = (metric_a[pp] + metric_b[pp, qq]) / 2  # (N, 3, 3)
     g = metric.astype(np.float32)[..., None]  # (N, 3, 3, 1)
-    d0, d1, d2 = diff
-    square = (g[:, 0, 0] * d0 * d0 + g[:, 1, 1] * d1 * d1 + g[:, 2, 2] * d2 * d2
-              + 2 * (g[:, 0, 1] * d0 * d1 + g[:, 0, 2] * d0 * d2 + g[:, 1, 2] * d1 * d2))
-    scale = (fa.shape[1] / np.sqrt(np.abs(np.linalg.det(metric)))) ** (1 / 3)
-    worst = np.sqrt(np.maximum(square, 0.0)).max(axis=0).min(axis=-1) * scale  # (N,)
-    starts = np.flatnonzero(np.r_[True, pp[1:] != pp[:-1]])  # pp is sorted
+    worst = np.maximum(_squared_lengths(g, diff).max(axis=0, initial=0.0),
+                       _squared_lengths(g, mean)).min(axis=-1)  # (N,)
+    scale = (sites / np.sqrt(np.abs(det3(metric)))) ** (1 / 3)
+    worst = np.sqrt(np.maximum(worst, 0.0)) * scale
+    starts = np.flatnonzero(np.r_[True, pp[1:] != pp[:-1]])
     out[pp[starts]] = np.minimum.reduceat(worst, starts)
     return out
 
@@ -323,15 +359,20 @@ def _strict_sites(lattices: np.ndarray, lengths2: np.ndarray, angles2: np.ndarra
     if not len(tt):
         return None if unsure.any() else False
     chol = np.linalg.cholesky(g[tt])  # x @ chol has the length of x under the metric
-    delta = np.mod(fc[tt], 1.0)[:, None, :, :] - np.mod(moved[tt, mm], 1.0)[:, :, None, :]
-    cart = np.einsum("sijx,sxy->sijy", delta, chol)  # (S, n2, n1, 3)
+    # shortest periodic vectors only for the (s2 site, s1 site) pairs of one species: no
+    # other pair enters a species-preserving order
+    pi, pj = np.nonzero(same)
+    delta = np.mod(fc[tt][:, pj], 1.0) - np.mod(moved[tt, mm][:, pi], 1.0)  # (S, p, 3)
+    cart = np.einsum("spx,sxy->spy", delta, chol)
     images = np.einsum("kx,sxy->sky", IMAGES, chol)  # (S, 27, 3)
-    cand = cart[:, :, :, None, :] + images[:, None, None]  # (S, n2, n1, 27, 3)
+    cand = cart[:, :, None, :] + images[:, None]  # (S, p, 27, 3)
     sq = (cand * cand).sum(-1)
     best = sq.argmin(axis=-1)
-    d2 = np.where(within[tt, mm], np.take_along_axis(sq, best[..., None], axis=-1)[..., 0],
-                  np.inf)
-    vec = np.take_along_axis(cand, best[..., None, None], axis=-2)[..., 0, :]
+    d2 = np.full((len(tt), n, n), np.inf)
+    d2[:, pi, pj] = np.where(within[tt, mm][:, pi, pj],
+                             np.take_along_axis(sq, best[..., None], axis=-1)[..., 0], np.inf)
+    vec = np.zeros((len(tt), n, n, 3))
+    vec[:, pi, pj] = np.take_along_axis(cand, best[..., None, None], axis=-2)[..., 0, :]
     rows = np.arange(n)
     cost = d2[:, rows, orders].sum(axis=-1)  # (S, K)
     chosen = vec[:, rows, orders]  # (S, K, n, 3)

@@ -20,7 +20,8 @@ only skip comparisons the matcher would reject, never merge structures it would 
 - in the funnel (`Prefilter`), a fingerprint and an emulation of the matcher's test on
   arrays settle clear pairs, and the pairs near its tolerance get the matcher's own test
   replayed on arrays (`strict_fit`, ~100x cheaper than a matcher call), the matcher
-  itself only where the replay cannot promise its answer.
+  itself only where the replay cannot promise its answer;
+- buckets are independent, so with `workers=N` they are dealt among N processes.
 """
 
 from __future__ import annotations
@@ -114,13 +115,13 @@ NEIGHBOURS = 6  # nearest distances kept per (centre species, neighbour species)
 
 def species_ranks(classes: np.ndarray) -> np.ndarray:
     """Rank of each slot's species among the species of its item (0 for the lowest class
-    present, ...; -1 for an empty slot): the same labels for two items of one formula."""
-    classes = np.asarray(classes, dtype=np.int64)
-    present = np.zeros((len(classes), int(classes.max(initial=0)) + 1), dtype=bool)
-    present[np.arange(len(classes))[:, None], classes] = True
-    present[:, 0] = False
-    ranks = np.cumsum(present, axis=1) - 1
-    return np.where(classes == 0, -1, np.take_along_axis(ranks, classes, axis=1))
+    present, ...; -1 for an empty slot): the same labels for two items of one formula.
+    Counted as the distinct lower classes (their first slots) of the item's S slots."""
+    c = np.asarray(classes, dtype=np.int64)
+    earlier = np.tri(c.shape[1], c.shape[1], -1, dtype=bool)  # [t, u]: slot u before t
+    first = ~((c[:, :, None] == c[:, None, :]) & earlier).any(axis=2) & (c != 0)
+    ranks = ((c[:, None, :] < c[:, :, None]) & first[:, None, :]).sum(axis=2)
+    return np.where(c == 0, -1, ranks)
 
 
 def fingerprint_width(ranks: int, neighbours: int = NEIGHBOURS) -> int:
@@ -404,39 +405,46 @@ class Prefilter:
                   ) -> int | None:
         """Position in `members` (items of `other`, fingerprints `rows`) of the first one
         the matcher would call the same as item i, or None."""
-        near = self.near(i, rows)
-        js = np.asarray(members, dtype=np.int64)[near]
-        return self.decide(i, other, members, near, self.emulate([i] * len(js), other, js))
+        return first_fits(self, other, [(i, members, rows)])[0]
 
 
-def bucket_keys(counts: np.ndarray, n_sites: np.ndarray, species: Sequence[str],
-                structure: Callable[[int], Structure], index: Sequence[int]
-                ) -> dict[int, tuple[str, int]]:
-    """`bucket_key` of the items in `index` from their reduced species counts (n, V) and
-    site counts: one formula unit per cell needs no structure; more units need the
-    primitive cell's size (the structure is built and reduced)."""
-    from pymatgen.core import Composition
-
-    formulas: dict[bytes, tuple[str, int]] = {}
-    out = {}
-    for i in index:
-        row = counts[i]
-        key = row.tobytes()
-        if key not in formulas:
-            comp = Composition({species[c - 1]: int(row[c]) for c in np.nonzero(row)[0]})
-            formulas[key] = (comp.reduced_formula, int(row.sum()))
-        formula, per_unit = formulas[key]
-        out[i] = ((formula, int(n_sites[i])) if int(n_sites[i]) == per_unit
-                  else prepare(structure(i)).key)
+def first_fits(pre: Prefilter, other: Prefilter,
+               todo: Sequence[tuple[int, Sequence[int], np.ndarray]]) -> list[int | None]:
+    """For each (item i of `pre`, members: items of `other`, their fingerprint rows) of
+    `todo`, the position in members of the first one the matcher would call the same
+    as i, or None; every pair the fingerprints leave emulated in a few batched calls."""
+    nears = [pre.near(i, rows) for i, _, rows in todo]
+    ia = [i for (i, _, _), near in zip(todo, nears, strict=True) for _ in near]
+    jb = [members[k] for (_, members, _), near in zip(todo, nears, strict=True)
+          for k in near]
+    emulated = pre.emulate(ia, other, jb)
+    out, at = [], 0
+    for (i, members, _), near in zip(todo, nears, strict=True):
+        out.append(pre.decide(i, other, members, near, emulated[at:at + len(near)]))
+        at += len(near)
     return out
 
 
+def bucket_keys(formulas: Sequence[str], units: np.ndarray, n_sites: np.ndarray,
+                structure: Callable[[int], Structure], index: Sequence[int]
+                ) -> dict[int, tuple[str, int]]:
+    """`bucket_key` of the items in `index` (reduced formula `formulas[k]` for item
+    `index[k]`; formula units and sites per item): one formula unit per cell needs no
+    structure; more units need the primitive cell's size (the structure is built and
+    reduced)."""
+    return {int(i): (f, int(n_sites[i])) if units[i] == 1 else prepare(structure(i)).key
+            for i, f in zip(index, formulas, strict=True)}
+
+
 def deduplicate_prefiltered(pre: Prefilter, candidates: Sequence[int],
-                            keys: Sequence[bytes] | None = None) -> dict[int, int]:
+                            keys: Sequence[bytes] | None = None, workers: int = 1
+                            ) -> dict[int, int]:
     """`deduplicate` with the prefilter: the same first earlier candidate the matcher
-    would pick. A candidate's verdict depends only on the earlier ones of its bucket,
-    so the buckets advance together, one candidate each per wave, and each wave's pairs
-    are emulated in a few batched calls."""
+    would pick. A candidate's verdict depends only on the earlier ones of its bucket, so
+    the buckets are independent: they advance together, one candidate each per wave
+    (each wave's pairs emulated in a few batched calls), and with `workers` > 1 they are
+    shared among that many processes (from PARALLEL_FROM candidates on), with the same
+    verdicts."""
     first_of: dict[int, int] = {}
     lead: dict[bytes, int] = {}
     followers: list[tuple[int, int]] = []
@@ -448,31 +456,86 @@ def deduplicate_prefiltered(pre: Prefilter, candidates: Sequence[int],
         if keys is not None:
             lead[keys[i]] = i
         buckets[pre.keys[i]].append(i)
-    reps: dict[tuple[str, int], list[int]] = defaultdict(list)
-    rows: dict[tuple[str, int], _Rows] = {}
-    width = pre.fingerprints.shape[1]
-    for wave in range(max((len(v) for v in buckets.values()), default=0)):
-        todo = [(b, m[wave]) for b, m in buckets.items() if len(m) > wave]
-        nears, ia, jb = [], [], []
-        for b, i in todo:
-            near = pre.near(i, rows[b].view()) if b in rows else np.zeros(0, dtype=np.int64)
-            nears.append(near)
-            ia += [i] * len(near)
-            jb += [reps[b][k] for k in near]
-        emulated = pre.emulate(ia, pre, jb)
-        at = 0
-        for (b, i), near in zip(todo, nears, strict=True):
-            k = pre.decide(i, pre, reps[b], near, emulated[at:at + len(near)])
-            at += len(near)
-            if k is None:
-                reps[b].append(i)
-                rows.setdefault(b, _Rows(width)).append(pre.fingerprints[i])
-                first_of[i] = i
-            else:
-                first_of[i] = reps[b][k]
+    members = list(buckets.values())
+    if workers > 1 and len(lead or candidates) >= PARALLEL_FROM:
+        first_of = _deduplicate_in_processes(pre, members, workers)
+    else:
+        first_of = deduplicate_buckets(pre, members)
     for i, j in followers:
         first_of[i] = first_of[j]
     return {i: first_of[i] for i in candidates}
+
+
+def deduplicate_buckets(pre: Prefilter, buckets: Sequence[Sequence[int]]) -> dict[int, int]:
+    """First match of every candidate of `buckets` (each a bucket's candidates in their
+    order) within its bucket, the buckets advancing in waves."""
+    first_of: dict[int, int] = {}
+    reps: list[list[int]] = [[] for _ in buckets]
+    rows = [_Rows(pre.fingerprints.shape[1]) for _ in buckets]
+    for wave in range(max((len(m) for m in buckets), default=0)):
+        todo = [(b, m[wave]) for b, m in enumerate(buckets) if len(m) > wave]
+        found = first_fits(pre, pre, [(i, reps[b], rows[b].view()) for b, i in todo])
+        for (b, i), k in zip(todo, found, strict=True):
+            if k is None:
+                reps[b].append(i)
+                rows[b].append(pre.fingerprints[i])
+                first_of[i] = i
+            else:
+                first_of[i] = reps[b][k]
+    return first_of
+
+
+# --- deduplication over worker processes ---------------------------------------------
+# The worker processes are forked where the platform allows it: they inherit the
+# prefilter instead of receiving it pickled, and they start at once, whereas a spawned
+# process re-imports torch and the caller's main module (~10 s each under load, a good
+# part of the work it would take over). They run numpy and pymatgen only, never torch,
+# whose thread pool is what makes forking a torch process unsafe.
+PARALLEL_FROM = 2_000  # candidates; fewer: starting the processes costs more than it saves
+SHARDS_PER_WORKER = 3  # buckets dealt into this many shards per worker, largest first
+_SHARED: dict[str, Prefilter] = {}
+
+
+def _share(pre: Prefilter) -> None:
+    _SHARED["pre"] = pre
+
+
+def _deduplicate_shard(buckets: list[list[int]]) -> tuple[dict[int, int], dict[str, int]]:
+    """`deduplicate_buckets` in a worker process, with the pair counts it added."""
+    pre = _SHARED["pre"]
+    before = dict(pre.counts)
+    first_of = deduplicate_buckets(pre, buckets)
+    return first_of, {k: v - before[k] for k, v in pre.counts.items()}
+
+
+def shards(buckets: Sequence[Sequence[int]], n: int) -> list[list[Sequence[int]]]:
+    """`buckets` dealt into at most n shards of about equal work (pairs grow with the
+    square of a bucket's size): each bucket, largest first, to the lightest shard."""
+    out: list[list[Sequence[int]]] = [[] for _ in range(n)]
+    load = [0] * n
+    for bucket in sorted(buckets, key=len, reverse=True):
+        k = load.index(min(load))
+        out[k].append(bucket)
+        load[k] += len(bucket) ** 2
+    return [s for s in out if s]
+
+
+def _deduplicate_in_processes(pre: Prefilter, buckets: Sequence[Sequence[int]],
+                              workers: int) -> dict[int, int]:
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    first_of: dict[int, int] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(
+            method), initializer=_share, initargs=(pre,)) as pool:
+        for part, counts in pool.map(_deduplicate_shard,
+                                     shards(buckets, workers * SHARDS_PER_WORKER)):
+            first_of.update(part)
+            for k, v in counts.items():
+                pre.counts[k] += v
+    return first_of
 
 
 @dataclass
@@ -494,22 +557,12 @@ class PrefilteredTrainingSet:
 
     def match_all(self, candidates: Prefilter, index: Sequence[int]) -> dict[int, str | None]:
         """`match` of every candidate in `index`, the pairs emulated in batches."""
-        nears, ia, jb = [], [], []
-        for i in index:
-            key = candidates.keys[i]
-            near = candidates.near(i, self.rows[key]) if key in self.groups else np.zeros(
-                0, dtype=np.int64)
-            nears.append(near)
-            ia += [i] * len(near)
-            jb += [self.groups[key][k] for k in near]
-        emulated = candidates.emulate(ia, self.pre, jb)
-        out, at = {}, 0
-        for i, near in zip(index, nears, strict=True):
-            group = self.groups.get(candidates.keys[i], [])
-            k = candidates.decide(i, self.pre, group, near, emulated[at:at + len(near)])
-            at += len(near)
-            out[i] = None if k is None else self.names[group[k]]
-        return out
+        none = np.zeros((0, self.pre.fingerprints.shape[1]))
+        todo = [(i, self.groups.get(candidates.keys[i], []),
+                 self.rows.get(candidates.keys[i], none)) for i in index]
+        found = first_fits(candidates, self.pre, todo)
+        return {i: None if k is None else self.names[group[k]]
+                for (i, group, _), k in zip(todo, found, strict=True)}
 
     def match(self, candidates: Prefilter, i: int) -> str | None:
         """Name of the first training structure the matcher calls the same as candidate

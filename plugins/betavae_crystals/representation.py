@@ -283,11 +283,15 @@ class CrystalRepresentation:
         return out
 
     def split(self, x: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Items (n, S + 2, 3 + V) -> lattice features (n, 6), coordinates, classes."""
-        a = np.asarray(x, dtype=np.float64)
-        lattice = np.concatenate([a[:, 0, :3], a[:, 1, :3]], axis=1)
+        """Items (n, S + 2, 3 + V) -> lattice features (n, 6), coordinates (float64) and
+        classes. Only the lattice and coordinate columns are widened; the class is the
+        argmax of the species columns as they are (widening would not change it). At
+        100,000 items the species columns are most of the array."""
+        a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        lattice = np.concatenate([a[:, 0, :3], a[:, 1, :3]], axis=1).astype(np.float64)
         sites = a[:, LATTICE_ROWS:]
-        return lattice, sites[..., :3], sites[..., COORD_COLS:].argmax(axis=-1)
+        return (lattice, sites[..., :3].astype(np.float64),
+                sites[..., COORD_COLS:].argmax(axis=-1))
 
     def decode(self, x: torch.Tensor | np.ndarray) -> list[Structure | None]:
         """Items (n, S + 2, 3 + V) -> Structures (None for an all-empty item)."""
