@@ -9,7 +9,7 @@ import torch
 
 import betavae_core as bv
 from betavae_core import ArchitectureRequest, ConfigError, DataError
-from betavae_fields import evaluations, multisize
+from betavae_fields import evaluations, multisize, readout
 from betavae_fields.datasets import load_ising2d_sizes
 from betavae_fields.likelihoods import Spin
 
@@ -181,7 +181,8 @@ def test_one_model_trains_on_several_sizes_and_scales_its_latent(tmp_path, two_s
     report = bv.evaluate(result.model, data, names=["finite_size_scaling"])
     fss = report["finite_size_scaling"]
     assert fss["sizes"] == [8, 12]
-    assert set(fss["latent"]) == {"crossings", "extrapolated", "collapse"}
+    assert set(fss["latent"]) == set(fss["latent_decoded"]) == {"crossings", "extrapolated",
+                                                                  "collapse"}
     assert fss["tc_exact"] == pytest.approx(2.269185, abs=1e-5)
 
 
@@ -196,10 +197,16 @@ def test_finite_size_scaling_of_a_latent_that_is_m_matches_monte_carlo(monkeypat
 
     monkeypatch.setattr(bv, "encode", encode)
     monkeypatch.setattr(evaluations, "order_latent", lambda model, a, b, cov=None: 1)
+    # a decoder whose expected spin is 2 z1 + z0 (not odd: z0 is even), read per item
+    monkeypatch.setattr(readout, "decoded_magnetization",
+                        lambda model, mu, sides: 2 * mu[:, 1] + mu[:, 0])
     result = evaluations.finite_size_scaling(bv.RunContext(model=None, heldout=data))
-    latent, mc = result.metrics["latent"]["collapse"], result.metrics["mc_abs_m"]["collapse"]
-    assert latent["tc"] == pytest.approx(mc["tc"], abs=max(latent["tc_error"], 1e-3))
-    assert {"latent_binder", "latent_collapse", "mc_abs_m_binder"} <= set(result.figures)
+    mc = result.metrics["mc_abs_m"]["collapse"]
+    for name in ("latent", "latent_decoded"):
+        latent = result.metrics[name]["collapse"]
+        assert latent["tc"] == pytest.approx(mc["tc"], abs=max(latent["tc_error"], 1e-3))
+    assert {"latent_binder", "latent_collapse", "mc_abs_m_binder",
+            "latent_decoded_binder"} <= set(result.figures)
 
 
 def test_finite_size_scaling_refuses_one_size_naming_it():

@@ -204,3 +204,31 @@ def test_ising_nu_and_tc_from_larger_sizes():
     fit = scaling.collapse(curves, n_boot=20)
     assert abs(fit.tc - TC_ISING) / TC_ISING < 0.005, fit
     assert abs(fit.nu - 1.0) < 0.15, fit
+
+
+def drawn_curves(diff, t, err=0.002, n_boot=200, seed=0) -> scaling.BinderCurves:
+    """Curves of two sizes whose difference U_8 - U_16 is diff(t) (plus noise of `err`
+    per curve), with bootstrap replicas drawn around them at the same errors."""
+    rng = np.random.default_rng(seed)
+    d = diff(t) + rng.normal(0.0, err, t.size)
+    u = {8: 0.5 + 0.5 * d, 16: 0.5 - 0.5 * d}
+    e = np.full(t.size, err)
+    reps = {L: u[L] + rng.normal(0.0, err, (n_boot, t.size)) for L in u}
+    return scaling.BinderCurves("temperature", [8, 16], {L: t for L in u}, u,
+                                {L: e for L in u}, reps, {L: np.full(t.size, 100) for L in u})
+
+
+def test_a_crossing_the_local_fit_decides_is_flagged():
+    """A steep, asymmetric difference (tanh off the grid's centre): the 7-point quadratic
+    and cubic roots differ by more than the bootstrap error, so the crossing is flagged
+    with both; a straight difference gives one root and no flag."""
+    t = np.linspace(1.6, 3.2, 65)
+    steep = scaling.crossings(drawn_curves(lambda x: np.tanh((x - 2.27) / 0.04), t))[0]
+    assert steep.unsettled and abs(steep.shift) > steep.error > 0, steep
+    assert "degree-3" in steep.note and f"{steep.shift:+.4f}" in steep.note
+    cubic = scaling.crossings(drawn_curves(lambda x: np.tanh((x - 2.27) / 0.04), t),
+                              degree=3)[0]
+    assert abs(steep.control + steep.shift - cubic.control) < 1e-9  # the same cubic fit
+    straight = scaling.crossings(drawn_curves(lambda x: 2.0 * (x - 2.27), t))[0]
+    assert not straight.unsettled and straight.note == "", straight
+    assert abs(straight.shift) <= straight.error and abs(straight.control - 2.27) < 0.01

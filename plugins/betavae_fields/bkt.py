@@ -51,6 +51,7 @@ import betavae_core as bv
 from betavae_core import ConfigError, DataError, DomainData, EvaluationResult, RunContext
 
 from .montecarlo.helicity import HelicityCurve, helicity_curve
+from .readout import decoded_magnetization as site_decoded
 
 #: Hasenbusch (2005), J. Phys. A 38, 5869: a reference for reports, never an input.
 T_BKT_REFERENCE = 0.8929
@@ -60,7 +61,6 @@ MIN_SIZES = 3  # an extrapolation fits two parameters and keeps one degree of fr
 MIN_TEMPERATURES = 4  # per size, for a crossing
 FIT_POINTS = 6  # grid points around a sign change that the local line is fitted to
 READOUTS = ("decoded", "norm")
-DECODE_BATCH = 2048
 
 
 @dataclass
@@ -318,26 +318,12 @@ def latent_norm(model: bv.BetaVAE, mu: np.ndarray, logvar: np.ndarray) -> np.nda
 
 
 def decoded_magnetization(model: bv.BetaVAE, mu: np.ndarray) -> np.ndarray:
-    """|m| of the configuration the decoder expects at each posterior mean: the von Mises
-    decoder's natural parameters (a, b) = kappa (cos mu, sin mu) per site give the mean
-    spin A(kappa) (cos mu, sin mu), A = I1 / I0, averaged over the lattice. The decoder
-    is the latent's own map back to spins, so this reads |z| in the units of |m|."""
-    from scipy.special import i0e, i1e
-
+    """|m| the von Mises decoder expects at each posterior mean (`readout`, shared with
+    the Ising and phi^4 finite-size scaling): the latent read in the units of |m|."""
     if getattr(model.config, "likelihood", None) != "von_mises":
         raise ConfigError(f"bkt readout=decoded needs the von_mises decoder; the model has "
                           f"{getattr(model.config, 'likelihood', None)!r}. Use readout=norm.")
-    out = np.empty(len(mu))
-    for start in range(0, len(mu), DECODE_BATCH):  # (n, 2, L, L) parameters: in chunks
-        chunk = mu[start:start + DECODE_BATCH]
-        params = np.asarray(bv.decode(model, chunk, mean=False, sample=False,
-                                      params=True).params, dtype=np.float64)
-        a, b = params[:, 0], params[:, 1]
-        kappa = np.sqrt(a * a + b * b) + 1e-12
-        weight = i1e(kappa) / i0e(kappa) / kappa
-        out[start:start + len(chunk)] = np.hypot((weight * a).mean(axis=(1, 2)),
-                                                 (weight * b).mean(axis=(1, 2)))
-    return out
+    return site_decoded(model, mu)
 
 
 def _tiled_data(configs: np.ndarray, L: int) -> DomainData:

@@ -31,7 +31,7 @@ from betavae_core import (
     RunContext,
 )
 
-from . import physics, scaling, transition
+from . import physics, readout, scaling, transition
 
 GENERATION_CONTROLS = {"ising": [1.8, 2.27, 3.0], "xy": [0.5, 0.9, 1.5]}
 #: Models whose energy is unchanged by x -> -x (the order parameter changes sign).
@@ -66,8 +66,19 @@ def order_latent(model: BetaVAE, mu: np.ndarray, logvar: np.ndarray,
     return int(kl.mean(0).argmax())
 
 
+def flipped_means(model: BetaVAE, data: DomainData, batch_size: int = 8192) -> np.ndarray:
+    """Posterior means (n, d) of every configuration spin-flipped (x -> -x; padding, 0,
+    stays padding): with the unflipped means they give a latent's odd part."""
+    out = []
+    for start in range(0, len(data), batch_size):
+        part = data.subset(np.arange(start, min(len(data), start + batch_size)))
+        part.x = -part.x
+        out.append(bv.encode(model, part)[0])
+    return np.concatenate(out)
+
+
 def order_values(model: BetaVAE, data: DomainData, mu: np.ndarray, dim: int,
-                 batch_size: int = 8192) -> np.ndarray:
+                 batch_size: int = 8192, flipped: np.ndarray | None = None) -> np.ndarray:
     """Latent `dim` as an order parameter for moments and Binder cumulants.
 
     For a Z2-symmetric model (Ising, phi^4) its spin-flip odd part
@@ -75,15 +86,13 @@ def order_values(model: BetaVAE, data: DomainData, mu: np.ndarray, dim: int,
     carries an even part (energy-like, a different offset at every temperature), and
     measured from one global centre that offset alone makes U -> 2/3 wherever it
     dominates the fluctuations, high temperatures included. Otherwise (XY) the latent
-    centred on its mean. `mu` are the posterior means of `data`."""
+    centred on its mean. `mu` are the posterior means of `data`, `flipped` those of
+    the flipped configurations when already computed (`flipped_means`)."""
     if data.attrs.get("model") not in Z2_MODELS:
         return mu[:, dim] - mu[:, dim].mean()
-    flipped = np.empty(len(data))
-    for start in range(0, len(data), batch_size):
-        part = data.subset(np.arange(start, min(len(data), start + batch_size)))
-        part.x = -part.x  # padding (0) stays padding
-        flipped[start:start + len(part)] = bv.encode(model, part)[0][:, dim]
-    return 0.5 * (mu[:, dim] - flipped)
+    if flipped is None:
+        flipped = flipped_means(model, data, batch_size)
+    return 0.5 * (mu[:, dim] - flipped[:, dim])
 
 
 def first_component(data: DomainData) -> np.ndarray:
@@ -219,7 +228,9 @@ def finite_size_scaling(run: RunContext) -> EvaluationResult:
     (metadata "L"), beside the same analysis of the Monte Carlo |m|: Binder crossings per
     pair of sizes, their extrapolation and a collapse fitting Tc and nu (window derived
     from the crossings). The latent enters as `order_values` (its spin-flip odd part for
-    Ising and phi^4). Exact values (attrs "tc_exact") are only drawn as references."""
+    Ising and phi^4) and, for those, also read through the decoder ("latent_decoded":
+    `readout.decoded_odd`, the magnetisation the decoder expects at the posterior mean).
+    Exact values (attrs "tc_exact") are only drawn as references."""
     model, data = run.model, run.heldout
     if "L" not in data.metadata or len(np.unique(data.metadata["L"])) < scaling.MIN_SIZES:
         found = sorted({int(v) for v in np.atleast_1d(data.metadata.get("L", data.attrs.get(
@@ -236,8 +247,15 @@ def finite_size_scaling(run: RunContext) -> EvaluationResult:
     figures = {}
     abs_m = data.factors[:, list(data.factor_names).index("abs_magnetization")]
     reference = {"exact Tc": float(data.attrs["tc_exact"])} if "tc_exact" in data.attrs else {}
-    latent = order_values(model, data, mu, dim)
-    for name, values in (("latent", latent), ("mc_abs_m", abs_m)):
+    rows = {}
+    if data.attrs.get("model") in Z2_MODELS:
+        flipped = flipped_means(model, data)
+        rows["latent"] = order_values(model, data, mu, dim, flipped=flipped)
+        rows["latent_decoded"] = readout.decoded_odd(model, mu, flipped, sizes)
+    else:
+        rows["latent"] = order_values(model, data, mu, dim)
+    rows["mc_abs_m"] = abs_m
+    for name, values in rows.items():
         try:
             curves = scaling.binder_curves(values, control, sizes, control_name=control_name,
                                            seed=run.seed)
@@ -245,9 +263,8 @@ def finite_size_scaling(run: RunContext) -> EvaluationResult:
             raise DataError(f"finite_size_scaling on the {run.split} data: {exc} Evaluate on "
                             f"more configurations (betavae evaluate RUN --data "
                             f"ising2d_sizes -o samples=...).") from exc
-        found = scaling.crossings(curves)
-        fit = scaling.collapse(curves, n_boot=20, found=found)
-        ext = scaling.extrapolate_crossings(found, fit.nu)
+        result = scaling.analyse(curves, n_boot=20)
+        found, fit, ext = result.found, result.collapse, result.extrapolated
         metrics[name] = {
             "crossings": [{"sizes": list(c.sizes), "control": c.control, "error": c.error,
                            "note": c.note} for c in found],

@@ -160,7 +160,11 @@ class PooledEncoder(nn.Module):
 class BroadcastDecoder(nn.Module):
     """z -> dense -> a feature vector broadcast over the Lmax x Lmax torus -> circular
     convs -> (n, params_per_element, Lmax, Lmax); translation invariant, so the square
-    of any L inside it is decoded alike."""
+    of any L inside it is decoded alike. A broadcast constant through circular convs
+    stays constant: every site gets the same parameters (`uniform`), so `side=` may
+    decode on a smaller torus (e.g. 4 x 4) and give the same per-site values, cheaply."""
+
+    uniform = True
 
     def __init__(self, request: ArchitectureRequest, channels: int, hidden: int) -> None:
         super().__init__()
@@ -171,9 +175,10 @@ class BroadcastDecoder(nn.Module):
                                    _conv(channels, request.params_per_element))
 
     def forward(self, z: torch.Tensor, covariates: torch.Tensor | None = None,
-                skip: torch.Tensor | None = None) -> torch.Tensor:
+                skip: torch.Tensor | None = None, side: int | None = None) -> torch.Tensor:
+        top = self.top if side is None else int(side)
         h = z if covariates is None else torch.cat([z, covariates], dim=1)
-        h = self.dense(h)[:, :, None, None].expand(-1, -1, self.top, self.top)
+        h = self.dense(h)[:, :, None, None].expand(-1, -1, top, top)
         return self.convs(h.contiguous())
 
 
