@@ -10,7 +10,11 @@ Samplers, each on its own line (`--samplers`):
 * `prior`: the model's own prior (`model.sample_prior`), when it is a learned one
   (`--prior mog`: a mixture of Gaussians trained with the model and saved with it);
 * `posterior`: a Gaussian mixture fitted after training to the training encodings (the
-  `crystals` generator's default).
+  `crystals` generator's default);
+* `data`: a random `--data-draws` of the training structures themselves, no model: the
+  coverage a perfect sampler of the data would reach against our held-out set (CDVAE's
+  reference is its 3,786 / 2,031-structure test split, ours 757 / 406 structures, and
+  fewer references lower COV-P: a draw is less likely to have one within the cutoffs).
 
 Metrics, as in CDVAE's scripts/compute_metrics.py and eval_utils.py:
 * reconstruction (the same for every sampler): the 20 % encoded (posterior mean) and
@@ -21,9 +25,15 @@ Metrics, as in CDVAE's scripts/compute_metrics.py and eval_utils.py:
   closer than 0.5 Å, volume >= 0.1 Å^3, as `structure_validity`), compositional
   validity (SMACT charge neutrality with Pauling test, as `smact_validity`), COV-R /
   COV-P as `compute_cov` (cutoffs 0.2 / 4; CrystalNN "ops" site-mean fingerprints, Magpie
-  scaled by CDVAE's CompScaler; all draws, valid or not, or a random `--coverage N`),
-  Wasserstein distances of density and number of elements on `--wdist-samples` random
-  valid draws;
+  scaled by CDVAE's CompScaler; all draws, valid or not, as `GenEval.get_coverage`, or a
+  random `--coverage N`, per sampler as `normal=0,posterior=2000`). CrystalNN (~0.1-0.4 s
+  a Perov-5 structure) runs only on draws whose composition lies within the compositional
+  cutoff of a held-out structure: no other draw can count in COV-R or COV-P, so both are
+  exactly CDVAE's (`--no-prune` fingerprints every draw). Wasserstein distances of
+  density and number of elements on `--wdist-samples` random valid draws (CDVAE: 1,000);
+* diagnosis, per sampler: validity, coverage and the structural failure (atoms closer
+  than 0.5 A, a lattice vector under 0.5 A), the volume per atom and the distance to the
+  nearest training encoding, by quintile of the latent norm ||z||;
 * rediscovery: held-out structures that a novel valid draw matches (StructureMatcher;
   novel = matching no training structure). Draws are compared only with held-out
   structures of the same reduced formula, primitive site count and space group
@@ -39,8 +49,9 @@ stopping, Hungarian site matching in the likelihood; the core's lr 1e-3, batch 1
 `--prior` (default mog with `--components` 32), which the domain cannot suggest.
 
     python benchmarks/crystals_vs_cdvae.py [--datasets perov_5,carbon_24] [--epochs 200]
-        [--out runs/crystals_bench] [--samples 10000] [--coverage 0 (all)]
-        [--samplers normal,prior,posterior] [--prior mog] [--components 32]
+        [--out runs/crystals_bench] [--samples 10000] [--coverage 0 (all)] [--no-prune]
+        [--samplers normal,prior,posterior[,data]] [--data-draws 1000] [--prior mog]
+        [--components 32]
         [--site-matching hungarian] [--rediscovery 2000] [--wdist-samples 1000]
         [--workers 2] [--threads 1]
 """
@@ -48,6 +59,7 @@ stopping, Hungarian site matching in the likelihood; the core's lr 1e-3, batch 1
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -58,6 +70,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.spatial.distance import cdist
 from scipy.stats import wasserstein_distance
 
 import betavae_core as bv
@@ -87,7 +100,8 @@ COLUMNS = [("match_rate", "match", "%"), ("rmse", "RMSE", ""),
            ("wdist_density", "W1 density", ""), ("wdist_num_elements", "W1 #elem", ""),
            ("rediscovered", "rediscovered", "n")]
 SAMPLER_NAMES = {"normal": "N(0, I) (CDVAE's protocol)", "prior": "learned prior",
-                 "posterior": "mixture on encodings"}
+                 "posterior": "mixture on encodings",
+                 "data": "training structures (ceiling)"}
 SYMPREC = 0.1
 
 
@@ -97,8 +111,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="default: the domain's (200)")
     p.add_argument("--out", default="runs/crystals_bench")
     p.add_argument("--samples", type=int, default=10_000)
-    p.add_argument("--coverage", type=int, default=0,
-                   help="coverage on a random N draws (0: all, as CDVAE)")
+    p.add_argument("--coverage", default="0",
+                   help="coverage on a random N draws (0: all, as CDVAE), or per sampler: "
+                        "normal=0,posterior=2000")
+    p.add_argument("--no-prune", action="store_true",
+                   help="fingerprint every draw (default: CrystalNN only on draws within "
+                        "the compositional cutoff of a held-out structure; the same COV)")
+    p.add_argument("--data-draws", type=int, default=1000,
+                   help="training structures used as draws by the `data` sampler")
     p.add_argument("--no-coverage", action="store_true",
                    help="skip COV-R / COV-P (CrystalNN fingerprints are the slow part)")
     p.add_argument("--wdist-samples", type=int, default=1000,
@@ -213,26 +233,109 @@ def rediscovery(candidates: list, train: list, test: list) -> dict:
             "rediscovery_checked": len(candidates)}
 
 
+def coverage_count(args, sampler: str) -> int:
+    """Draws fingerprinted for coverage by `sampler` (0: all), from `--coverage`."""
+    text = str(args.coverage)
+    if "=" not in text:
+        return int(text)
+    counts = dict(item.split("=") for item in text.split(","))
+    return int(counts.get(sampler, 0))
+
+
+def reference_fingerprints(test_structures: list, test, args, cache_dir=None) -> tuple:
+    """Fingerprints of the held-out structures, cached in the run folder `cache_dir` by a
+    hash of their tensors (the split is seeded, so every run of the benchmark reuses
+    them)."""
+    if cache_dir is None:
+        return evaluations.fingerprint_arrays(test_structures, workers=args.workers)
+    key = hashlib.sha256(test.x.numpy().tobytes()).hexdigest()[:16]
+    path = Path(cache_dir) / f"coverage_reference_{key}.npz"
+    if path.exists():
+        with np.load(path) as saved:
+            return saved["struct"], saved["comp"]
+    struct, comp = evaluations.fingerprint_arrays(test_structures, workers=args.workers)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, struct=struct, comp=comp)
+    return struct, comp
+
+
+def recall_by_draws(gen_fp: tuple, ref_fp: tuple) -> dict[int, float]:
+    """COV-R of the first 1/10, 1/3 and all of the (randomly drawn) fingerprinted draws:
+    how recall grows with the number of draws, toward CDVAE's 10,000."""
+    n = len(gen_fp[0])
+    out = {}
+    for k in sorted({max(1, n // 10), max(1, n // 3), n}):
+        part = evaluations.coverage(gen_fp[0][:k], gen_fp[1][:k], *ref_fp)
+        out[k] = part["cov_recall"]
+    return out
+
+
+def failure(structure) -> str:
+    """The structural check's failure, in a few words ('' when valid)."""
+    ok, reason = validity.structure_validity(structure)
+    if ok:
+        return ""
+    for word in ("atoms", "lattice vector", "volume"):
+        if reason.startswith(word):
+            return {"atoms": "close atoms"}.get(word, word)
+    return reason
+
+
+def diagnosis(structures: list, norms: np.ndarray, gaps: np.ndarray, struct_ok: np.ndarray,
+              comp_ok: np.ndarray, covered: np.ndarray | None, volume_ref: float
+              ) -> list[dict]:
+    """Validity, coverage and failure modes by quintile of the latent norm ||z||: where
+    in latent space the draws fail and how (too-close atoms, a lattice vector under
+    0.5 A, the volume per atom against the held-out median `volume_ref`), and how far
+    the draws lie from the nearest training encoding (`gaps`)."""
+    edges = np.quantile(norms, np.linspace(0, 1, 6))
+    rows = []
+    for q in range(5):
+        sel = (norms >= edges[q]) & ((norms <= edges[q + 1]) if q == 4
+                                     else (norms < edges[q + 1]))
+        idx = np.nonzero(sel)[0]
+        reasons = [failure(structures[i]) for i in idx]
+        vol = [structures[i].volume / len(structures[i]) for i in idx
+               if structures[i] is not None]
+        rows.append({"norm": (float(edges[q]), float(edges[q + 1])), "n": len(idx),
+                     "structural": float(struct_ok[idx].mean()),
+                     "compositional": float(comp_ok[idx].mean()),
+                     "covered": (None if covered is None or np.isnan(covered[idx]).all()
+                                 else float(np.nanmean(covered[idx]))),
+                     "close_atoms": float(np.mean([r == "close atoms" for r in reasons])),
+                     "short_lattice": float(np.mean([r == "lattice vector" for r in reasons])),
+                     "volume_ratio": float(np.median(vol) / volume_ref) if vol else None,
+                     "gap": float(np.median(gaps[idx]))})
+    return rows
+
+
 def draw_metrics(structures: list, test_structures: list, ref_fp, train_structures: list,
-                 args) -> dict:
+                 args, sampler: str = "normal", z: np.ndarray | None = None,
+                 means: np.ndarray | None = None) -> dict:
     """Validity, coverage, Wasserstein distances and rediscovery of decoded draws, as the
     `crystal_generation` evaluation computes the first three (the held-out fingerprints
-    `ref_fp` are computed once for every sampler)."""
+    `ref_fp` are computed once for every sampler), and the diagnosis by latent norm."""
     rng = np.random.default_rng(args.seed)
     struct_ok = np.array([s is not None and validity.structure_validity(s)[0]
                           for s in structures])
     comp_ok = np.array([s is not None and validity.composition_validity(s.composition)[0]
                         for s in structures])
     drawn = np.arange(len(structures))
-    if args.coverage and args.coverage < len(structures):
-        drawn = np.sort(rng.choice(len(structures), args.coverage, replace=False))
+    n_cov = coverage_count(args, sampler)
+    if n_cov and n_cov < len(structures):
+        drawn = np.sort(rng.choice(len(structures), n_cov, replace=False))
     t0 = time.perf_counter()
+    covered = None
     if ref_fp is None:  # --no-coverage
         drawn, cov = [], {"n_coverage_fingerprinted": 0}
     else:
-        gen_fp = evaluations.fingerprint_arrays([structures[i] for i in drawn],
-                                                workers=args.workers)
+        gen_fp = evaluations.coverage_fingerprints(
+            [structures[i] for i in drawn], ref_fp, workers=args.workers,
+            prune=not args.no_prune)
         cov = evaluations.coverage(*gen_fp, *ref_fp, n_generated=len(drawn))
+        cov["cov_recall_by_draws"] = recall_by_draws(gen_fp, ref_fp)
+        covered = np.zeros(len(structures), dtype=bool)
+        covered[drawn] = evaluations.coverage_items(*gen_fp, *ref_fp)["precision"]
     fingerprint_s = time.perf_counter() - t0
     valid = np.nonzero(struct_ok & comp_ok)[0]
     out = {"structural_validity": float(struct_ok.mean()),
@@ -242,6 +345,17 @@ def draw_metrics(structures: list, test_structures: list, ref_fp, train_structur
                            else "all draws" if len(drawn) == len(structures)
                            else f"a random {len(drawn)} of {len(structures)} draws"),
            "fingerprint_seconds": fingerprint_s}
+    if z is not None:
+        norms = np.linalg.norm(z, axis=1)
+        gaps = np.concatenate([cdist(chunk, means).min(axis=1)
+                               for chunk in np.array_split(z, max(1, len(z) // 2000))])
+        in_cov = None
+        if covered is not None:  # NaN for draws outside the coverage subset
+            in_cov = np.full(len(structures), np.nan)
+            in_cov[drawn] = covered[drawn]
+        volume_ref = float(np.median([t.volume / len(t) for t in test_structures]))
+        out["diagnosis"] = diagnosis(structures, norms, gaps, struct_ok, comp_ok, in_cov,
+                                     volume_ref)
     if len(valid):
         some = valid if not args.wdist_samples or len(valid) <= args.wdist_samples else (
             np.sort(rng.choice(valid, args.wdist_samples, replace=False)))
@@ -251,6 +365,8 @@ def draw_metrics(structures: list, test_structures: list, ref_fp, train_structur
         out["wdist_num_elements"] = float(wasserstein_distance(
             [len(s.composition) for s in generated],
             [len(s.composition) for s in test_structures]))
+    if train_structures is None:  # the training structures themselves: no rediscovery
+        return out
     checked = valid
     if args.rediscovery and len(valid) > args.rediscovery:
         checked = np.sort(rng.choice(valid, args.rediscovery, replace=False))
@@ -261,7 +377,7 @@ def draw_metrics(structures: list, test_structures: list, ref_fp, train_structur
     return out
 
 
-def sampler_lines(run, train, test, rep, args, ref_fp=None) -> dict:
+def sampler_lines(run, train, test, rep, args, ref_fp=None, cache_dir=None) -> dict:
     """The generation metrics and rediscovery count of each sampler (`--samplers`; the
     learned-prior line only for a model whose prior is learned)."""
     model = run.model
@@ -270,18 +386,34 @@ def sampler_lines(run, train, test, rep, args, ref_fp=None) -> dict:
     train_structures = rep.decode(train.x)
     test_structures = [s for s in rep.decode(test.x) if s is not None]
     if ref_fp is None and not getattr(args, "no_coverage", False):
-        ref_fp = evaluations.fingerprint_arrays(test_structures, workers=args.workers)
+        ref_fp = reference_fingerprints(test_structures, test, args, cache_dir)
     out = {}
     for sampler in args.samplers.split(","):
         if sampler == "prior" and not learned:
             continue
         t0 = time.perf_counter()
+        if sampler == "data":  # the training structures themselves: the ceiling
+            rng = np.random.default_rng(args.seed)
+            pool = [s for s in train_structures if s is not None]
+            pick = rng.choice(len(pool), min(args.data_draws, len(pool)), replace=False)
+            line = draw_metrics([pool[i] for i in np.sort(pick)], test_structures, ref_fp,
+                                None, args, sampler)
+            out[sampler] = {"latent": f"{len(pick)} training structures (no model)",
+                            **line, "seconds": time.perf_counter() - t0}
+            if cache_dir is not None:
+                Path(cache_dir, "samplers_so_far.json").write_text(
+                    json.dumps(out, indent=2, default=float))
+            continue
         generator = torch.Generator().manual_seed(args.seed)
         z, source = latent_draws(model, args.samples, sampler, means, generator, args.seed)
         decoded = rep.decode(bv.decode(model, z, mean=True, sample=False,
                                        seed=args.seed).mean)
-        line = draw_metrics(decoded, test_structures, ref_fp, train_structures, args)
+        line = draw_metrics(decoded, test_structures, ref_fp, train_structures, args,
+                            sampler, z=z.detach().cpu().numpy(), means=np.asarray(means))
         out[sampler] = {"latent": source, **line, "seconds": time.perf_counter() - t0}
+        if cache_dir is not None:  # a long run's lines so far, should it be stopped
+            Path(cache_dir, "samplers_so_far.json").write_text(
+                json.dumps(out, indent=2, default=float))
     return out
 
 
@@ -298,7 +430,7 @@ def evaluate(name: str, args) -> dict:
     t0 = time.perf_counter()
     rec = reconstruction(run.model, test, rep)
     rec_s = time.perf_counter() - t0
-    samplers = sampler_lines(run, train, test, rep, args)
+    samplers = sampler_lines(run, train, test, rep, args, cache_dir=Path(args.out) / name)
     return {"dataset": name, "n_train": len(train), "n_test": len(test),
             "config": run.config, "prior": prior_name(run.model), "reconstruction": rec,
             "samplers": samplers, "seconds": {"load": load_s, "fit": fit_s,
@@ -326,6 +458,22 @@ def goal_line(name: str, line: dict) -> str:
     return ", ".join(marks)
 
 
+def print_diagnosis(title: str, rows: list[dict]) -> None:
+    """The diagnosis table of one sampler: a row per quintile of ||z||."""
+    print(f"\n{title}, by quintile of ||z||:\n")
+    print("| ||z|| | draws | struct. valid | comp. valid | covered (COV-P) | close atoms "
+          "| lattice vector < 0.5 A | median volume/atom vs held-out "
+          "| median distance to nearest training encoding |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        lo, hi = row["norm"]
+        print(f"| {lo:.2f}–{hi:.2f} | {row['n']} | {fmt(row['structural'], '%')} | "
+              f"{fmt(row['compositional'], '%')} | {fmt(row['covered'], '%')} | "
+              f"{fmt(row['close_atoms'], '%')} | {fmt(row['short_lattice'], '%')} | "
+              f"{fmt(row['volume_ratio'], '')} | {row['gap']:.2f} |")
+    print()
+
+
 def print_dataset(r: dict, args) -> None:
     name = r["dataset"]
     print(f"## {name}: train {r['n_train']} / test {r['n_test']} structures (80/20 of the "
@@ -334,7 +482,7 @@ def print_dataset(r: dict, args) -> None:
     print("|---|" + "---|" * len(COLUMNS))
     rec = r["reconstruction"]
     for sampler, line in r["samplers"].items():
-        row = {**line, **rec}
+        row = line if sampler == "data" else {**line, **rec}
         print(f"| {SAMPLER_NAMES[sampler]} | "
               + " | ".join(fmt(row.get(k), u) for k, _, u in COLUMNS) + " |")
     ref = CDVAE.get(name, {})
@@ -343,12 +491,21 @@ def print_dataset(r: dict, args) -> None:
     print(f"\nreconstruction: ungated match {fmt(rec['match_rate_ungated'], '%')}, decoded "
           f"structures valid {fmt(rec['reconstruction_valid'], '%')}")
     for sampler, line in r["samplers"].items():
-        print(f"{SAMPLER_NAMES[sampler]}: {line['latent']}; coverage on {line['coverage_on']} "
-              f"({line['n_coverage_fingerprinted']} fingerprinted); rediscovery: "
-              f"{line['rediscovered']} novel / {line['heldout_matched']} any of "
-              f"{r['n_test']} held-out matched by {line['rediscovery_checked']} valid draws; "
-              f"goals: {goal_line(name, {**line, **rec})}; {line['seconds']:.0f} s "
-              f"(rediscovery {line['rediscovery_seconds']:.0f} s)")
+        text = (f"{SAMPLER_NAMES[sampler]}: {line['latent']}; coverage on "
+                f"{line['coverage_on']} ({line['n_coverage_fingerprinted']} fingerprinted, "
+                f"{line['fingerprint_seconds']:.0f} s); COV-R by draws: "
+                + ", ".join(f"{k} {fmt(v, '%')}"
+                            for k, v in line.get("cov_recall_by_draws", {}).items()))
+        if sampler != "data":
+            text += (f"; rediscovery: {line['rediscovered']} novel / "
+                     f"{line['heldout_matched']} any of {r['n_test']} held-out matched by "
+                     f"{line['rediscovery_checked']} valid draws; goals: "
+                     f"{goal_line(name, {**line, **rec})}; {line['seconds']:.0f} s "
+                     f"(rediscovery {line['rediscovery_seconds']:.0f} s)")
+        print(text)
+    for sampler, line in r["samplers"].items():
+        if line.get("diagnosis"):
+            print_diagnosis(SAMPLER_NAMES[sampler], line["diagnosis"])
     secs = r["seconds"]
     print(f"seconds: load {secs['load']:.0f}, fit {secs['fit']:.0f}, reconstruction "
           f"{secs['reconstruction']:.0f}\n")
@@ -362,12 +519,15 @@ def main() -> None:
           f"torch {torch.__version__}, CPU only, {args.threads} torch thread(s)")
     cfg = results[0]["config"]
     model = cfg["model"]
+    pruning = ("all fingerprinted" if args.no_prune
+               else "CrystalNN on those within the compositional cutoff")
     print(f"model: {model['architecture']} {model['architecture_options'] or ''}, likelihood "
           f"{model['likelihood']} {model['likelihood_options'] or ''}, latent "
           f"{model['latent_dim']}, prior {model['prior']} {model.get('prior_options', '')}, "
           f"beta {cfg['objective']['beta']}, {cfg['train']['epochs']} epochs, lr "
           f"{cfg['train']['lr']}, batch {cfg['train']['batch_size']}; {args.samples} draws "
-          f"per sampler; coverage on {args.coverage or 'all'} draws (CDVAE fingerprints, "
+          f"per sampler; coverage on {args.coverage if args.coverage != '0' else 'all'} draws "
+          f"({pruning}; CDVAE fingerprints, "
           f"cutoffs {evaluations.STRUCT_CUTOFF} / {evaluations.COMP_CUTOFF}); Wasserstein "
           f"distances on {args.wdist_samples or 'all'} valid draws\n")
     for r in results:

@@ -111,3 +111,44 @@ def test_worker_processes_give_the_same_fingerprints(references, reference_fp, m
     struct, comp = evaluations.fingerprint_arrays(references, workers=2)
     np.testing.assert_allclose(struct, reference_fp[0])
     np.testing.assert_allclose(comp, reference_fp[1])
+
+
+def test_composition_rows_are_computed_once_per_formula_and_match(references):
+    srtio3 = references[0]
+    rows = fingerprints.composition_arrays([srtio3, srtio3 * (2, 1, 1), None, references[3]])
+    np.testing.assert_allclose(rows[0], fingerprints.composition_fingerprint(srtio3.composition))
+    np.testing.assert_allclose(rows[1], rows[0])  # a supercell has the same fractions
+    assert np.isnan(rows[2]).all() and not np.allclose(rows[3], rows[0])
+
+
+def test_fingerprints_left_out_by_the_mask_are_empty_rows(references, reference_fp):
+    struct, comp = evaluations.fingerprint_arrays(references, workers=1,
+                                                  only=np.array([True, False, True, False]))
+    assert fingerprints.failed(struct).tolist() == [False, True, False, True]
+    np.testing.assert_allclose(struct[[0, 2]], reference_fp[0][[0, 2]])
+    np.testing.assert_allclose(comp[[0, 2]], reference_fp[1][[0, 2]])
+    with pytest.raises(ValueError, match="only"):
+        evaluations.fingerprint_arrays(references, workers=1, only=np.array([True]))
+
+
+def test_pruning_by_composition_gives_the_coverage_of_all_fingerprints(references,
+                                                                       reference_fp):
+    rng = np.random.default_rng(1)
+    gen = []
+    for s in references[:3]:  # near: rattled copies of three references
+        r = s.copy()
+        r.translate_sites(list(range(len(r))), rng.normal(size=3) * 0.05, frac_coords=False)
+        gen.append(r)
+    gen += [perovskite("Li", "B", "H", 3.0), perovskite("Cs", "Pb", "F", 5.6),  # far, near
+            references[3].copy(), None]
+    near = evaluations.within_composition_cutoff(fingerprints.composition_arrays(gen),
+                                                 reference_fp[1])
+    assert near.tolist() == [True, True, True, False, True, True, False]
+    full = evaluations.coverage(*evaluations.fingerprint_arrays(gen, workers=1), *reference_fp)
+    pruned_fp = evaluations.coverage_fingerprints(gen, reference_fp, workers=1)
+    pruned = evaluations.coverage(*pruned_fp, *reference_fp)
+    assert pruned["n_coverage_fingerprinted"] == 5 < full["n_coverage_fingerprinted"] == 6
+    assert pruned["cov_recall"] == full["cov_recall"] == 1.0
+    assert pruned["cov_precision"] == full["cov_precision"] == pytest.approx(4 / 7)
+    covered = evaluations.coverage_items(*pruned_fp, *reference_fp)["precision"]
+    assert covered.tolist() == [True, True, True, False, False, True, False]

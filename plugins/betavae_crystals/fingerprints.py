@@ -188,6 +188,27 @@ def composition_fingerprint(composition: Any) -> np.ndarray:
         return np.asarray(featurizer.featurize(composition), dtype=np.float64)
 
 
+def composition_arrays(structures: Sequence[Any]) -> np.ndarray:
+    """Unscaled Magpie fingerprints (n, 132), one row per structure, computed once per
+    reduced formula: Magpie's statistics depend only on the element fractions, and
+    generated sets repeat formulas. NaN rows for a missing or empty structure."""
+    out = np.full((len(structures), COMP_FP_LENGTH), np.nan)
+    seen: dict[str, np.ndarray | None] = {}
+    for i, structure in enumerate(structures):
+        if structure is None or len(structure) == 0:
+            continue
+        formula = structure.composition.reduced_formula
+        if formula not in seen:
+            try:
+                row = composition_fingerprint(structure.composition)
+            except Exception:  # a featurizer error leaves the row empty, as in `_one`
+                row = None
+            seen[formula] = row if row is not None and row.shape == (COMP_FP_LENGTH,) else None
+        if seen[formula] is not None:
+            out[i] = seen[formula]
+    return out
+
+
 def scale_composition(fingerprints: np.ndarray) -> np.ndarray:
     """CDVAE's CompScaler: (x - mean) / std with its fixed constants, NaN -> 0."""
     scaled = (np.asarray(fingerprints, dtype=np.float64) - COMP_SCALER_MEANS) / COMP_SCALER_STDS
@@ -266,13 +287,24 @@ def _pooled(structures: Sequence[Any], workers: int, time_limit: float | None
 
 
 def fingerprint_arrays(structures: Sequence[Any], workers: int | None = None,
-                       time_limit: float | None = TIME_LIMIT_S
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       time_limit: float | None = TIME_LIMIT_S,
+                       only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(structural (n, 61), compositional (n, 132) unscaled) fingerprints, one row per
     structure; both rows are NaN where a structure cannot be fingerprinted (see
-    `failed`). `workers` processes (default `default_workers()`) share the work when
+    `failed`) or is left out by the boolean mask `only` (not computed: CrystalNN is the
+    slow part). `workers` processes (default `default_workers()`) share the work when
     there are at least POOL_MIN_ITEMS structures; 1 computes in this process."""
     structures = list(structures)
+    if only is not None:
+        only = np.asarray(only, dtype=bool)
+        if only.shape != (len(structures),):
+            raise ValueError(f"`only` has shape {only.shape}; expected ({len(structures)},)")
+        picked = np.nonzero(only)[0]
+        some = fingerprint_arrays([structures[i] for i in picked], workers, time_limit)
+        struct = np.full((len(structures), STRUCT_FP_LENGTH), np.nan)
+        comp = np.full((len(structures), COMP_FP_LENGTH), np.nan)
+        struct[picked], comp[picked] = some
+        return struct, comp
     _featurizers()
     workers = default_workers() if workers is None else max(1, int(workers))
     rows = None
