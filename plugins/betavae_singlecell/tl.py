@@ -24,7 +24,7 @@ from .expression import normalized_expression
 from .likelihoods import COUNT_LIKELIHOODS
 from .mapping import map_query, transfer_labels
 from .model import SingleCellModel, label_clouds
-from .plugin import DOMAIN, default_epochs, training_defaults
+from .plugin import DOMAIN, VAL_FRACTION, default_epochs, training_defaults
 
 __all__ = [
     "default_epochs", "encode", "evaluate", "fit", "generate",
@@ -56,7 +56,7 @@ def fit(
     warmup_epochs: float | None = None,
     patience: int | None = None,
     keep: str | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = VAL_FRACTION,
     zeros: str = "drop",
     seed: int = 0,
     device: str = "auto",
