@@ -52,6 +52,7 @@ from betavae_core import ConfigError, DataError, DomainData, EvaluationResult, R
 
 from .montecarlo.helicity import HelicityCurve, helicity_curve
 from .readout import decoded_magnetization as site_decoded
+from .scaling import weighted_line
 
 #: Hasenbusch (2005), J. Phys. A 38, 5869: a reference for reports, never an input.
 T_BKT_REFERENCE = 0.8929
@@ -207,14 +208,8 @@ def extrapolate_log(found: list[Crossing]) -> LogExtrapolation:
     y = np.array([c.temperature for c in ok])
     e = np.array([c.error or 0.0 for c in ok])
     e = np.where(e > 0, e, max(float(e.max()), 1e-4))
-    design = np.stack([np.ones_like(x), x], axis=1) / e[:, None]
-    coef, *_ = np.linalg.lstsq(design, y / e, rcond=None)
-    cov = np.linalg.inv(design.T @ design)
-    resid = (y - design @ coef * e) / e
-    dof = len(x) - 2
-    cov = cov * max(1.0, float(resid @ resid) / dof)
-    return LogExtrapolation(float(coef[0]), float(math.sqrt(cov[0, 0])), float(coef[1]),
-                            [c.sizes for c in ok], note)
+    t_bkt, t_bkt_err, slope = weighted_line(x, y, e)
+    return LogExtrapolation(t_bkt, t_bkt_err, slope, [c.sizes for c in ok], note)
 
 
 @dataclass

@@ -343,6 +343,13 @@ def extrapolate_crossings(found: list[Crossing], nu: float) -> CrossingExtrapola
     y = np.array([c.control for c in ok])
     e = np.array([c.error if c.error else np.nan for c in ok])
     e = np.where(np.isfinite(e) & (e > 0), e, np.nanmax(np.append(e, 1e-3)))
+    icept, icept_err, slope = weighted_line(x, y, e)
+    return CrossingExtrapolation(icept, icept_err, slope, nu, [c.sizes for c in ok], note)
+
+
+def weighted_line(x: np.ndarray, y: np.ndarray, e: np.ndarray) -> tuple[float, float, float]:
+    """Weighted least-squares line y = a + b x with errors e: (a, error of a, b). The error
+    is scaled up by the reduced chi^2 when that exceeds 1 (scatter beyond the error bars)."""
     design = np.stack([np.ones_like(x), x], axis=1) / e[:, None]
     coef, *_ = np.linalg.lstsq(design, y / e, rcond=None)
     cov = np.linalg.inv(design.T @ design)
@@ -350,8 +357,7 @@ def extrapolate_crossings(found: list[Crossing], nu: float) -> CrossingExtrapola
     if dof > 0:
         resid = (y - coef[0] - coef[1] * x) / e
         cov = cov * max(1.0, float(resid @ resid) / dof)
-    return CrossingExtrapolation(float(coef[0]), float(math.sqrt(cov[0, 0])), float(coef[1]),
-                                 nu, [c.sizes for c in ok], note)
+    return float(coef[0]), float(math.sqrt(cov[0, 0])), float(coef[1])
 
 
 # --- data collapse --------------------------------------------------------------------
