@@ -123,3 +123,23 @@ def test_a_uniform_decoder_is_read_on_a_small_torus_with_the_same_values(warped)
     by_square = np.array([full[i, :L, :L].mean() for i, L in enumerate(side)])
     np.testing.assert_allclose(readout.decoded_magnetization(model, mu, side), by_square,
                                atol=1e-6)
+
+
+def test_a_model_conditioned_on_covariates_is_read_with_them(warped):
+    """A decoder conditioned on the data's covariates (here a temperature column) is read
+    with those covariates: equal to the site mean of the full decode given them, and not
+    what the same codes decode to at another temperature."""
+    data, control, side = configurations()
+    data.covariates = torch.as_tensor(control[:, None], dtype=torch.float32)
+    torch.manual_seed(3)
+    model = bv.BetaVAE(bv.ModelConfig.for_data(data, latent_dim=2, architecture_options={
+        "channels": 4, "hidden": 8, "dilations": "1"})).eval()
+    mu = np.random.default_rng(4).normal(0.0, 2.0, (len(side), 2))
+    full = bv.decode(model, mu, covariates=data.covariates, sample=False).mean.double()
+    by_square = np.array([full[i, :L, :L].mean().item() for i, L in enumerate(side)])
+    got = readout.decoded_magnetization(model, mu, side, data.covariates)
+    np.testing.assert_allclose(got, by_square, atol=1e-6)
+    hotter = readout.decoded_magnetization(model, mu, side, data.covariates + 1.0)
+    assert np.abs(hotter - got).max() > 1e-3
+    with pytest.raises(DataError, match="covariates has 3 rows for 320 posterior means"):
+        readout.decoded_magnetization(model, mu, side, data.covariates[:3])

@@ -251,7 +251,8 @@ def finite_size_scaling(run: RunContext) -> EvaluationResult:
     if data.attrs.get("model") in Z2_MODELS:
         flipped = flipped_means(model, data)
         rows["latent"] = order_values(model, data, mu, dim, flipped=flipped)
-        rows["latent_decoded"] = readout.decoded_odd(model, mu, flipped, sizes)
+        rows["latent_decoded"] = readout.decoded_odd(model, mu, flipped, sizes,
+                                                     data.covariates)
     else:
         rows["latent"] = order_values(model, data, mu, dim)
     rows["mc_abs_m"] = abs_m

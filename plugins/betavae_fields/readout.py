@@ -14,13 +14,15 @@ undoes the warp. `decoded_magnetization` reads that, for every likelihood of the
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import betavae_core as bv
 from betavae_core import DataError
 
 DECODE_BATCH = 2048
-UNIFORM_SIDE = 4  # torus a uniform decoder is read on: any side >= 3 gives the same values
+UNIFORM_SIDE = 4  # torus a uniform decoder is read on: its values do not depend on the side
 
 
 def _site_means(values: np.ndarray, sides: np.ndarray | None) -> np.ndarray:
@@ -47,28 +49,38 @@ def _von_mises_mean(params: np.ndarray) -> np.ndarray:
 
 
 def decoded_magnetization(model: bv.BetaVAE, mu: np.ndarray,
-                          sides: np.ndarray | None = None) -> np.ndarray:
+                          sides: np.ndarray | None = None,
+                          covariates: Any = None) -> np.ndarray:
     """The magnetisation the decoder expects at each posterior mean `mu` (n, d).
 
     von_mises (XY): |site mean of the expected spin vector| (a magnitude). Otherwise
     (spins, padded spins, phi^4 fields): the signed site mean of the likelihood's mean
     over each item's L x L square (`sides`, one L per item, for padded data of several
-    sizes; None: the whole lattice)."""
+    sizes; None: the whole lattice). `covariates` (n, c): the data's, for a model
+    conditioned on them (e.g. on temperature); None for one that is not."""
     mu = np.asarray(mu, dtype=np.float32)
     if sides is not None:
         sides = np.asarray(sides).astype(np.int64).ravel()
         if sides.size != len(mu):
             raise DataError(f"decoded_magnetization: sides has {sides.size} entries for "
                             f"{len(mu)} posterior means; pass one L per item.")
+    if covariates is not None:
+        import torch
+
+        covariates = torch.as_tensor(np.asarray(covariates), dtype=torch.float32)
+        if len(covariates) != len(mu):
+            raise DataError(f"decoded_magnetization: covariates has {len(covariates)} rows "
+                            f"for {len(mu)} posterior means; pass the data's covariates.")
     angles = getattr(model.config, "likelihood", None) == "von_mises"
     uniform = getattr(model.decoder, "uniform", False) and not angles
     out = np.empty(len(mu))
     for start in range(0, len(mu), DECODE_BATCH):  # (n, L, L) per chunk: bounded memory
         sl = slice(start, start + DECODE_BATCH)
         if uniform:  # the same value at every site, so on every square: a small torus
-            out[sl] = _uniform_means(model, mu[sl])
+            out[sl] = _uniform_means(model, mu[sl], _rows(covariates, sl))
             continue
-        dec = bv.decode(model, mu[sl], mean=not angles, sample=False, params=angles)
+        dec = bv.decode(model, mu[sl], covariates=_rows(covariates, sl), mean=not angles,
+                        sample=False, params=angles)
         if angles:
             out[sl] = _von_mises_mean(np.asarray(dec.params, dtype=np.float64))
         else:
@@ -77,7 +89,11 @@ def decoded_magnetization(model: bv.BetaVAE, mu: np.ndarray,
     return out
 
 
-def _uniform_means(model: bv.BetaVAE, mu: np.ndarray) -> np.ndarray:
+def _rows(covariates: Any, sl: slice) -> Any:
+    return None if covariates is None else covariates[sl]
+
+
+def _uniform_means(model: bv.BetaVAE, mu: np.ndarray, covariates: Any = None) -> np.ndarray:
     """The site mean of the likelihood's mean for a decoder whose parameters are the
     same at every site (`uniform`, e.g. multisize.BroadcastDecoder), read on an
     UNIFORM_SIDE torus: 60 x cheaper than the full 32 x 32 lattice, the same values."""
@@ -85,23 +101,27 @@ def _uniform_means(model: bv.BetaVAE, mu: np.ndarray) -> np.ndarray:
 
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        z = torch.as_tensor(mu, dtype=torch.float32).to(model.device)
-        params = model.decoder(z, model.conditioning(None, None, len(z)), None,
-                               side=UNIFORM_SIDE)
-        mean = model.likelihood.distribution(params, None).mean
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            z = torch.as_tensor(mu, dtype=torch.float32).to(model.device)
+            cov = None if covariates is None else covariates.to(model.device)
+            params = model.decoder(z, model.conditioning(cov, None, len(z)), None,
+                                   side=UNIFORM_SIDE)
+            mean = model.likelihood.distribution(params, None).mean
+    finally:
+        model.train(was_training)
     return mean.double().cpu().numpy().reshape(len(mu), -1).mean(axis=1)
 
 
 def decoded_odd(model: bv.BetaVAE, mu: np.ndarray, flipped: np.ndarray,
-                sides: np.ndarray | None = None) -> np.ndarray:
+                sides: np.ndarray | None = None, covariates: Any = None) -> np.ndarray:
     """(m_dec(mu(x)) - m_dec(mu(-x))) / 2: the decoded magnetisation's spin-flip odd
     part, from the posterior means of the configurations (`mu`) and of their flips
     (`flipped`, `evaluations.flipped_means`). Exactly odd: flipping x swaps the two
-    terms. The even part (an energy-like offset the decoder may carry) cancels."""
+    terms. The even part (an energy-like offset the decoder may carry) cancels.
+    `covariates`: as in `decoded_magnetization` (a flip leaves them as they are)."""
     if np.shape(mu) != np.shape(flipped):
         raise DataError(f"decoded_odd: mu {np.shape(mu)} and flipped {np.shape(flipped)} "
                         f"must be the posterior means of the same configurations.")
-    return 0.5 * (decoded_magnetization(model, mu, sides)
-                  - decoded_magnetization(model, flipped, sides))
+    return 0.5 * (decoded_magnetization(model, mu, sides, covariates)
+                  - decoded_magnetization(model, flipped, sides, covariates))
