@@ -232,3 +232,12 @@ def test_a_crossing_the_local_fit_decides_is_flagged():
     straight = scaling.crossings(drawn_curves(lambda x: 2.0 * (x - 2.27), t))[0]
     assert not straight.unsettled and straight.note == "", straight
     assert abs(straight.shift) <= straight.error and abs(straight.control - 2.27) < 0.01
+
+
+def test_a_crossing_on_four_values_is_not_called_checked():
+    """With 4 grid values the local fit is capped at degree 2 either way: the check
+    cannot move the crossing, so it says it did not check instead of passing it."""
+    t = np.linspace(2.0, 2.6, 4)
+    found = scaling.crossings(drawn_curves(lambda x: np.tanh((x - 2.27) / 0.04), t))[0]
+    assert found.control is not None and found.shift is None and not found.unsettled
+    assert "not checked against a degree-3 local fit: only 4 values" in found.note

@@ -311,7 +311,13 @@ def _degree_check(c: Crossing, t: np.ndarray, d: np.ndarray, err: np.ndarray, de
                   points: int) -> Crossing:
     """The crossing with the root of a local fit one degree higher through the same
     points beside it: when the two differ by more than the crossing's bootstrap error,
-    the choice of local fit, not the data, decides it (`unsettled`, with a note)."""
+    the choice of local fit, not the data, decides it (`unsettled`, with a note). Too
+    few grid values for a higher degree (the fit is capped at values - 2): not checked."""
+    values = min(points, t.size)
+    if values - 2 <= degree:
+        c.note = (f"not checked against a degree-{degree + 1} local fit: only {values} "
+                  f"values near it")
+        return c
     alt = _local_root(t, d, err, c.control, degree + 1, points, 1)
     if alt is None:
         c.unsettled = True
@@ -322,9 +328,13 @@ def _degree_check(c: Crossing, t: np.ndarray, d: np.ndarray, err: np.ndarray, de
     if abs(c.shift) > (c.error or 0.0):
         c.unsettled = True
         c.note = (f"a degree-{degree + 1} local fit through the same {points} values moves it "
-                  f"by {c.shift:+.4f} ({abs(c.shift) / abs(c.control):.2%}), more than its "
+                  f"by {c.shift:+.4f}{_relative(c.shift, c.control)}, more than its "
                   f"error {c.error:.4f}: the local fit decides this crossing")
     return c
+
+
+def _relative(shift: float, value: float) -> str:
+    return f" ({abs(shift) / abs(value):.2%})" if value else ""
 
 
 def extrapolate_crossings(found: list[Crossing], nu: float) -> CrossingExtrapolation:
