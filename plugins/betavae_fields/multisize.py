@@ -26,6 +26,7 @@ from torch import nn
 from betavae_core import ArchitectureRequest, ConfigError, DataError, EncoderOutput, Likelihood
 
 from .lattice import lattice_size
+from .plugin import LATTICE_FCN_DILATIONS
 
 PAD = 0.0
 
@@ -70,8 +71,9 @@ def _conv(c_in: int, c_out: int, dilation: int = 1) -> nn.Conv2d:
                      padding_mode="circular")
 
 
-#: What runs saved without the `dilations` option were built with (a 15 x 15 patch).
-DILATIONS = (1, 2, 4)
+#: What runs saved without the `dilations` option were built with (a 15 x 15 patch);
+#: the plugin record declares the same default.
+DILATIONS = tuple(LATTICE_FCN_DILATIONS)
 
 
 def receptive_field(dilations: tuple[int, ...]) -> int:
@@ -79,7 +81,7 @@ def receptive_field(dilations: tuple[int, ...]) -> int:
     return 1 + 2 * sum(dilations)
 
 
-def parse_dilations(value) -> tuple[int, ...]:
+def parse_dilations(value: str | int | list[int] | tuple[int, ...]) -> tuple[int, ...]:
     """The `dilations` option (a list, one int or "1,1,1") as a tuple of ints >= 1."""
     items = value.split(",") if isinstance(value, str) else (
         list(value) if isinstance(value, (list, tuple)) else [value])
@@ -113,6 +115,7 @@ class PooledEncoder(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.dilations = tuple(dilations)
         self.field = receptive_field(self.dilations)
+        self._warned = False
         pooled = 2 * channels + request.covariate_dim
         self.dense = nn.Sequential(nn.Linear(pooled, hidden), nn.SiLU())
         self.linear = head == "linear"
@@ -137,8 +140,10 @@ class PooledEncoder(nn.Module):
 
     def check_sides(self, sides: list[int]) -> None:
         """Warn, naming the receptive field and the smallest L, when a lattice is narrower
-        than the field (a warning, not an error: runs fitted that way keep working)."""
-        if sides and min(sides) < self.field:
+        than the field (a warning, not an error: runs fitted that way keep working);
+        once per encoder, not once per minibatch."""
+        if sides and min(sides) < self.field and not self._warned:
+            self._warned = True
             warnings.warn(
                 f"lattice_fcn with dilations {','.join(map(str, self.dilations))} sees a "
                 f"{self.field} x {self.field} patch, wider than the smallest lattice in the "

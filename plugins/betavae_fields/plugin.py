@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import betavae_core as bv
 
+#: lattice_fcn's default conv dilations (a 15 x 15 patch): what runs saved before the
+#: option existed were built with (`multisize.DILATIONS`).
+LATTICE_FCN_DILATIONS = (1, 2, 4)
+
 bv.requires("sklearn", extra="fields")  # PCA, the baseline the evaluations compare with
 
 DOMAIN = "fields"
@@ -123,7 +127,8 @@ def register_architectures(register: bv.Register) -> None:
     register(bv.Architecture(
         name="lattice_fcn", domain=DOMAIN,
         build=bv.lazy(f"{IMPL}.multisize:build_lattice_fcn"),
-        options={"channels": 16, "hidden": 64, "head": "mlp", "dilations": [1, 2, 4]},
+        options={"channels": 16, "hidden": 64, "head": "mlp",
+                 "dilations": list(LATTICE_FCN_DILATIONS)},
         help="Fully convolutional, periodic, global pooling: one encoder for several L "
              "(padded spin items); head=linear makes mu affine in the site averages; "
              "dilations=1,1,1 sees 7 x 7 sites (1,2,4: 15 x 15; ising2d_sizes suggests 1,1).",
