@@ -62,8 +62,8 @@ def test_cli_generate_writes_cifs_table_and_funnel(toy_run, tmp_path):
     assert {p.name for p in out.glob("*.cif")} == {r["cif"] for r in accepted}
     assert set(report["stages"]) >= {"decode", "structural_validity", "deduplication",
                                      "novelty"}
-    assert report["stages"]["decode"]["cpu_seconds"] > 0  # the CPU a stage cost, too
-    assert all(st["cpu_seconds"] >= 0 for st in report["stages"].values())
+    cpu = [st["cpu_seconds"] for st in report["stages"].values()]  # the CPU a stage cost
+    assert all(isinstance(c, float) for c in cpu) and sum(cpu) > 0  # (10 ms clock ticks)
 
 
 def test_output_that_holds_candidates_is_never_overwritten(toy_run, tmp_path, snapshot):
