@@ -60,23 +60,26 @@ EVALUATION_OPTIONS: dict[str, dict[str, Any]] = {
 GENERATOR_OPTIONS: dict[str, Any] = {"batch": None, "cell_type": None}
 
 
-def default_epochs(n_cells: int, batch_size: int = 128, steps: int = DEFAULT_STEPS) -> int:
+def default_epochs(n_cells: int, batch_size: int = 128, steps: int = DEFAULT_STEPS,
+                   val_fraction: float = VAL_FRACTION) -> int:
     """Epochs that make about `steps` minibatches of `batch_size` over the cells that
-    train (90 %): the same number of updates for a small and a large set."""
-    per_epoch = math.ceil(max(round(n_cells * (1 - VAL_FRACTION)), 1) / batch_size)
+    train (all but `val_fraction`): the same number of updates for a small and a large
+    set."""
+    per_epoch = math.ceil(max(round(n_cells * (1 - val_fraction)), 1) / batch_size)
     return int(max(1, round(steps / per_epoch)))
 
 
 def training_defaults(n_cells: int, epochs: int | None = None,
-                      batch_size: int | None = None, beta_given: bool = False
-                      ) -> dict[str, Any]:
+                      batch_size: int | None = None, beta_given: bool = False,
+                      val_fraction: float = VAL_FRACTION) -> dict[str, Any]:
     """The settings the domain suggests for `n_cells` cells (keys in `bv.DEFAULTABLE`):
     `TRAINING_DEFAULTS` plus the epochs (`default_epochs`, unless given) and a warm-up
     over all of them (the default β is reached at the last epoch). With `beta_given` (the
     user chose β) the warm-up is a quarter of the epochs, so the fit then trains at that
     β: a β of 1 removes batch from the latent space as it did before these defaults."""
     size = TRAINING_DEFAULTS["batch_size"] if batch_size is None else int(batch_size)
-    epochs = default_epochs(n_cells, size) if epochs is None else int(epochs)
+    epochs = (default_epochs(n_cells, size, val_fraction=val_fraction) if epochs is None
+              else int(epochs))
     share = GIVEN_BETA_WARMUP_SHARE if beta_given else WARMUP_SHARE
     return {**TRAINING_DEFAULTS, "epochs": epochs, "warmup_epochs": epochs * share}
 
