@@ -60,6 +60,19 @@ def test_a_set_covers_itself_completely(reference_fp):
     assert metrics["amsd_recall"] == metrics["amcd_precision"] == 0.0
 
 
+def test_draws_without_fingerprints_cover_nothing_and_keep_every_key(reference_fp):
+    """All draws pruned or failed: COV 0 over the 5 draws, the distance means None (not
+    missing), the counts say why."""
+    struct, comp = reference_fp
+    none = (np.full((5, struct.shape[1]), np.nan), np.full((5, comp.shape[1]), np.nan))
+    metrics = evaluations.coverage(*none, *reference_fp)
+    assert metrics["cov_recall"] == metrics["cov_precision"] == 0.0
+    assert {k: metrics[k] for k in ("amsd_recall", "amsd_precision", "amcd_recall",
+                                    "amcd_precision")} == dict.fromkeys(
+        ("amsd_recall", "amsd_precision", "amcd_recall", "amcd_precision"))
+    assert metrics["n_coverage_generated"] == 5 and metrics["n_coverage_fingerprinted"] == 0
+
+
 def test_structures_moved_beyond_a_cutoff_are_not_covered(references, reference_fp):
     rng = np.random.default_rng(0)
     rattled, strained = [], []

@@ -20,10 +20,11 @@
   `n_coverage` takes a random subset of the draws instead of all; fewer draws can only
   lower COV-R (in expectation). Cutoffs: structural 0.2, compositional 4,
   CDVAE's for Perov-5 and Carbon-24 (its `COV_Cutoffs`; MP-20 uses 0.4 / 10). Also the
-  mean nearest distances (AMSD / AMCD, recall and precision side) `compute_cov` reports.
+  mean nearest distances (AMSD / AMCD, recall and precision side) `compute_cov` reports
+  (with pruning these are over the draws fingerprinted: see `coverage_fingerprints`).
   Wasserstein distances between valid generated and held-out structures of density
   (g/cm^3), number of elements, and the property head's prediction (CDVAE: on 1,000
-  random valid draws; here `n_valid_samples`, default all valid draws).
+  random valid draws; here `n_valid_samples`, default 1,000 too; None: all valid draws).
 
 Both receive the run (`betavae_core.RunContext`): the held-out split to evaluate on, the
 training split, the seed. Batched passes go through `betavae_core.reconstruct` and
@@ -163,7 +164,9 @@ def coverage(gen_struct: np.ndarray, gen_comp: np.ndarray, ref_struct: np.ndarra
               "n_coverage_fingerprinted": int(gen_ok.sum()),
               "n_reference_fingerprinted": int(items["ref_ok"].sum())}
     if not gen_ok.any() or not items["ref_ok"].any():
-        return {"cov_recall": 0.0, "cov_precision": 0.0, **counts}
+        means = dict.fromkeys(("amsd_recall", "amsd_precision", "amcd_recall",
+                               "amcd_precision"))  # no pair of rows: no distance
+        return {"cov_recall": 0.0, "cov_precision": 0.0, **means, **counts}
     return {"cov_recall": float(items["recall"].mean()),
             "cov_precision": float(items["precision"].sum() / max(n_generated, 1)),
             "amsd_recall": float(items["recall_s"].mean()),
@@ -204,8 +207,12 @@ def coverage_fingerprints(structures: list, ref_fp: tuple[np.ndarray, np.ndarray
     structure (`within_composition_cutoff`; Magpie is cheap and computed once per
     formula): the others can count in neither COV-R nor COV-P, so both come out exactly
     as with every draw fingerprinted, in a fraction of the time. The pruned rows are
-    NaN, like draws that cannot be fingerprinted: left out, still in COV-P's base (the
-    AMSD / AMCD precision means are then over the draws within the cutoff)."""
+    NaN, like draws that cannot be fingerprinted: left out, still in COV-P's base. The
+    mean nearest distances are not exact under pruning: the AMSD / AMCD precision means
+    are over the draws within the cutoff, and the recall means (nearest draw to each
+    held-out structure) are upper bounds, since a pruned draw may have been nearest;
+    `n_coverage_fingerprinted` counts the draws fingerprinted. `prune=False` gives all
+    four as CDVAE computes them."""
     if not prune:
         return fingerprint_arrays(structures, workers=workers)
     near = within_composition_cutoff(fingerprints.composition_arrays(structures),
@@ -223,7 +230,7 @@ def _subset(rng: np.random.Generator, indices: np.ndarray, size: int | None) -> 
 @single_blas_thread
 def generation(run: bv.RunContext, n_samples: int = 1000, latent: str = "posterior",
                latent_components: int = DEFAULT_COMPONENTS, n_coverage: int | None = None,
-               n_valid_samples: int | None = None, struct_cutoff: float = STRUCT_CUTOFF,
+               n_valid_samples: int | None = 1000, struct_cutoff: float = STRUCT_CUTOFF,
                comp_cutoff: float = COMP_CUTOFF, workers: int | None = None
                ) -> EvaluationResult:
     """Validity, coverage and property distances of generated vs held-out structures.
@@ -233,7 +240,8 @@ def generation(run: bv.RunContext, n_samples: int = 1000, latent: str = "posteri
     (a bare `betavae_core.evaluate(model, data)`) they come from the prior, and
     `metrics["latent"]` says so. Coverage is on all draws (`n_coverage`: a random subset
     of that many draws, valid or not), property distances on all valid draws
-    (`n_valid_samples`: a random subset of the valid ones; CDVAE uses 1,000). `workers`
+    (`n_valid_samples`: a random subset of that many valid ones, 1,000 as CDVAE; None:
+    all). `workers`
     processes compute the fingerprints."""
     model, data = run.model, run.heldout
     rep = checked_representation(model, data)

@@ -96,7 +96,7 @@ def register_evaluations(register: bv.Register) -> None:
         name="crystal_generation", domain=DOMAIN,
         evaluate=bv.lazy(f"{PKG}.evaluations:generation"),
         options={"n_samples": 1000, "latent": "posterior", "latent_components": 50,
-                 "n_coverage": None, "n_valid_samples": None, "struct_cutoff": 0.2,
+                 "n_coverage": None, "n_valid_samples": 1000, "struct_cutoff": 0.2,
                  "comp_cutoff": 4.0, "workers": None},
         help="Latent draws: validity, COV-R/COV-P, Wasserstein density / #elements.",
     ))
