@@ -88,7 +88,7 @@ def _select_anchors(data, args, betas):
     fits = {}
     for beta in betas:
         for name in names:
-            key = (*setting, name, beta)
+            key = (*setting, RECIPES[name], beta)  # the recipe itself: edits refit
             if key not in stored:
                 result, seconds = _fit(data, args, RECIPES[name], beta=beta)
                 terms = bv.evaluate_terms(result.model, data.subset(result.val_indices))
@@ -102,10 +102,11 @@ def _select_anchors(data, args, betas):
     print(f"{'recipe':>8} " + " ".join(f"{'beta ' + format(b, 'g'):>24}" for b in betas))
     chosen = {}
     for beta in betas:
-        def score(name, beta=beta):
-            t, s = fits[beta, name][:2]
-            return (round(t.distortion + beta * t.rate, 3), s[1])
-        chosen[beta] = min(names, key=score)
+        objective = {n: fits[beta, n][0].distortion + beta * fits[beta, n][0].rate
+                     for n in names}
+        best = min(objective.values())
+        tied = [n for n in names if objective[n] <= best + 1e-3]
+        chosen[beta] = min(tied, key=lambda n, beta=beta: fits[beta, n][1][1])  # cheaper
     for name in names:
         cells = []
         for beta in betas:
@@ -158,6 +159,10 @@ def main() -> None:
     if epochs is None:  # the budget, less 10 %, over the one fit's CPU time per epoch
         _, probe = _fit(data, args, one_recipe, beta_range=beta_range, epochs=2)
         epochs = max(1, int(0.9 * args.budget * sep_cpu / (probe[1] / 2)))
+    if one_recipe.warmup >= epochs:
+        print(f"# warning: the one fit's warm-up ({one_recipe.warmup:g} epochs) is not shorter "
+              f"than its {epochs} epochs, so β never reaches its weight; lower "
+              f"--one-fit-warmup")
     one, one_seconds = _fit(data, args, one_recipe, beta_range=beta_range, epochs=epochs)
     heldout = data.subset(one.val_indices)  # the split depends on the seed only
 
