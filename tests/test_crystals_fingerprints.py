@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from betavae_core import DataError
 from betavae_crystals import evaluations, fingerprints
 
 
@@ -140,7 +141,7 @@ def test_fingerprints_left_out_by_the_mask_are_empty_rows(references, reference_
     assert fingerprints.failed(struct).tolist() == [False, True, False, True]
     np.testing.assert_allclose(struct[[0, 2]], reference_fp[0][[0, 2]])
     np.testing.assert_allclose(comp[[0, 2]], reference_fp[1][[0, 2]])
-    with pytest.raises(ValueError, match="only"):
+    with pytest.raises(DataError, match="`only` has shape"):
         evaluations.fingerprint_arrays(references, workers=1, only=np.array([True]))
 
 

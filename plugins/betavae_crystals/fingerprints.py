@@ -298,7 +298,10 @@ def fingerprint_arrays(structures: Sequence[Any], workers: int | None = None,
     if only is not None:
         only = np.asarray(only, dtype=bool)
         if only.shape != (len(structures),):
-            raise ValueError(f"`only` has shape {only.shape}; expected ({len(structures)},)")
+            from betavae_core import DataError  # here: spawned workers import this module
+
+            raise DataError(f"fingerprint_arrays: `only` has shape {only.shape}; expected "
+                            f"({len(structures)},), one flag per structure.")
         picked = np.nonzero(only)[0]
         some = fingerprint_arrays([structures[i] for i in picked], workers, time_limit)
         struct = np.full((len(structures), STRUCT_FP_LENGTH), np.nan)
