@@ -23,8 +23,11 @@ DEFAULTABLE = frozenset({
     "beta", "latent_dim", "likelihood", "likelihood_options", "architecture",
     "architecture_options", "epochs", "patience", "keep", "batch_size", "lr",
     "val_fraction", "schedule", "warmup_epochs", "free_bits", "capacity", "prior",
-    "prior_options",
+    "prior_options", "warmup_epochs_given_beta",
 })
+# "warmup_epochs_given_beta": the warm-up to use instead of the suggested "warmup_epochs"
+# when the user sets beta (and no warm-up): a warm-up that ramps to the domain's own beta
+# over the whole fit would otherwise reach the user's beta only at the last epoch.
 
 # What the core hands a generator (`Generator.samples`): prior draws decoded by the
 # core, prior draws only (the generator decodes them its own way), or nothing but the

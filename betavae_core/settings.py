@@ -48,6 +48,9 @@ def configs_for(
     dropped = {f"{base}_options" for base in ("likelihood", "architecture", "prior")
                if base in given and given[base] != data.defaults.get(base, given[base])}
     from_domain = {k: v for k, v in from_domain.items() if k not in dropped}
+    given_beta_warmup = from_domain.pop("warmup_epochs_given_beta", None)
+    if "beta" in given and given_beta_warmup is not None and "warmup_epochs" in from_domain:
+        from_domain["warmup_epochs"] = given_beta_warmup
     for key in MERGED:
         if key in dropped:
             continue

@@ -236,6 +236,20 @@ def test_a_suggested_warmup_keeps_its_share_of_the_epochs_the_user_sets(shapes_d
     assert configs_for(shapes_data, {"epochs": 8, "warmup_epochs": 5})[2].warmup_epochs == 5
 
 
+def test_a_user_chosen_beta_takes_the_warmup_the_domain_suggests_for_it(shapes_data) -> None:
+    """A domain warming up to its own β over the whole fit suggests a shorter warm-up for a β
+    the user sets (single-cell: a quarter), kept as a share when the user sets epochs too."""
+    shapes_data.defaults = {"beta": 0.25, "epochs": 400, "warmup_epochs": 400.0,
+                            "warmup_epochs_given_beta": 100.0, "schedule": "warmup"}
+    own = configs_for(shapes_data)
+    assert own[2].warmup_epochs == 400.0 and "warmup_epochs_given_beta" not in own[3]
+    chosen = configs_for(shapes_data, {"beta": 1.0})
+    assert (chosen[2].beta, chosen[2].warmup_epochs, chosen[3]["warmup_epochs"]) == (
+        1.0, 100.0, 100.0)
+    assert configs_for(shapes_data, {"beta": 1.0, "epochs": 8})[2].warmup_epochs == 2.0
+    assert configs_for(shapes_data, {"beta": 1.0, "warmup_epochs": 7})[2].warmup_epochs == 7
+
+
 def test_option_dicts_merge_the_users_keys_over_the_domains(shapes_data) -> None:
     shapes_data.defaults = {"architecture_options": {"hidden": [32], "depth": 2},
                             "latent_dim": 4}

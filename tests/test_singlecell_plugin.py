@@ -101,7 +101,9 @@ def test_loader_and_tl_fit_take_the_same_domain_defaults(h5ad, monkeypatch):
     model_config, train, objective, from_domain = bv.configs_for(data)
     epochs = plugin.default_epochs(len(data))
     # 200 cells: 180 train, 2 minibatches of 128 an epoch, so 1,500 epochs make 3,000
-    assert from_domain == plugin.training_defaults(len(data)) and epochs == 1500
+    suggested = plugin.training_defaults(len(data))
+    assert suggested.pop("warmup_epochs_given_beta") == 375.0  # a quarter, for a user's β
+    assert from_domain == suggested and epochs == 1500
     assert (train.epochs, train.keep, train.patience, train.batch_size) == (1500, "last", None,
                                                                            128)
     # β ramps over the whole fit and reaches 0.25 at its end
@@ -126,6 +128,11 @@ def test_loader_and_tl_fit_take_the_same_domain_defaults(h5ad, monkeypatch):
     assert seen["model"].architecture_options == {"hidden": [128], "dropout": 0.1}
     assert replace(seen["model"], architecture_options={}) == model_config
     assert seen["from_domain"] == from_domain and seen["source"]["kind"] == "anndata"
+    # a β the user sets: the loader's path (betavae train --beta 1) warms up as tl.fit does
+    chosen = bv.configs_for(data, {"beta": 1.0})[2]
+    with pytest.raises(KeyboardInterrupt):
+        bsc.tl.fit(anndata.read_h5ad(h5ad), batch_key="batch", beta=1.0, progress=False)
+    assert chosen == seen["objective"] and chosen.warmup_epochs == 375.0
 
 
 def test_default_epochs_make_about_3000_minibatches_whatever_the_cells():

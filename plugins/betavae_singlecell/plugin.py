@@ -76,12 +76,15 @@ def training_defaults(n_cells: int, epochs: int | None = None,
     `TRAINING_DEFAULTS` plus the epochs (`default_epochs`, unless given) and a warm-up
     over all of them (the default β is reached at the last epoch). With `beta_given` (the
     user chose β) the warm-up is a quarter of the epochs, so the fit then trains at that
-    β: a β of 1 removes batch from the latent space as it did before these defaults."""
+    β: a β of 1 removes batch from the latent space as it did before these defaults. The
+    quarter is also suggested as "warmup_epochs_given_beta", which the core uses when a
+    user sets β elsewhere (`betavae train DATA.h5ad --beta 1`)."""
     size = TRAINING_DEFAULTS["batch_size"] if batch_size is None else int(batch_size)
     epochs = (default_epochs(n_cells, size, val_fraction=val_fraction) if epochs is None
               else int(epochs))
     share = GIVEN_BETA_WARMUP_SHARE if beta_given else WARMUP_SHARE
-    return {**TRAINING_DEFAULTS, "epochs": epochs, "warmup_epochs": epochs * share}
+    return {**TRAINING_DEFAULTS, "epochs": epochs, "warmup_epochs": epochs * share,
+            "warmup_epochs_given_beta": epochs * GIVEN_BETA_WARMUP_SHARE}
 
 
 def _lazy(target: str, **bound: Any) -> Any:
