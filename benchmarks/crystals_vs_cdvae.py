@@ -272,9 +272,8 @@ def recall_by_draws(gen_fp: tuple, ref_fp: tuple) -> dict[int, float]:
     return out
 
 
-def failure(structure) -> str:
-    """The structural check's failure, in a few words ('' when valid)."""
-    ok, reason = validity.structure_validity(structure)
+def failure(ok: bool, reason: str) -> str:
+    """A `structure_validity` result's failure, in a few words ('' when valid)."""
     if ok:
         return ""
     for word in ("atoms", "lattice vector", "volume"):
@@ -284,19 +283,20 @@ def failure(structure) -> str:
 
 
 def diagnosis(structures: list, norms: np.ndarray, gaps: np.ndarray, struct_ok: np.ndarray,
-              comp_ok: np.ndarray, covered: np.ndarray | None, volume_ref: float
-              ) -> list[dict]:
+              comp_ok: np.ndarray, covered: np.ndarray | None, volume_ref: float,
+              failures: list[str]) -> list[dict]:
     """Validity, coverage and failure modes by quintile of the latent norm ||z||: where
     in latent space the draws fail and how (too-close atoms, a lattice vector under
     0.5 A, the volume per atom against the held-out median `volume_ref`), and how far
-    the draws lie from the nearest training encoding (`gaps`)."""
+    the draws lie from the nearest training encoding (`gaps`); `failures`: `failure` of
+    each draw."""
     edges = np.quantile(norms, np.linspace(0, 1, 6))
     rows = []
     for q in range(5):
         sel = (norms >= edges[q]) & ((norms <= edges[q + 1]) if q == 4
                                      else (norms < edges[q + 1]))
         idx = np.nonzero(sel)[0]
-        reasons = [failure(structures[i]) for i in idx]
+        reasons = [failures[i] for i in idx]
         vol = [structures[i].volume / len(structures[i]) for i in idx
                if structures[i] is not None]
         rows.append({"norm": (float(edges[q]), float(edges[q + 1])), "n": len(idx),
@@ -318,8 +318,8 @@ def draw_metrics(structures: list, test_structures: list, ref_fp, train_structur
     `crystal_generation` evaluation computes the first three (the held-out fingerprints
     `ref_fp` are computed once for every sampler), and the diagnosis by latent norm."""
     rng = np.random.default_rng(args.seed)
-    struct_ok = np.array([s is not None and validity.structure_validity(s)[0]
-                          for s in structures])
+    checks = [validity.structure_validity(s) for s in structures]  # (ok, reason), once
+    struct_ok = np.array([ok for ok, _ in checks])
     comp_ok = np.array([s is not None and validity.composition_validity(s.composition)[0]
                         for s in structures])
     drawn = np.arange(len(structures))
@@ -357,7 +357,7 @@ def draw_metrics(structures: list, test_structures: list, ref_fp, train_structur
             in_cov[drawn] = covered[drawn]
         volume_ref = float(np.median([t.volume / len(t) for t in test_structures]))
         out["diagnosis"] = diagnosis(structures, norms, gaps, struct_ok, comp_ok, in_cov,
-                                     volume_ref)
+                                     volume_ref, [failure(*c) for c in checks])
     if len(valid):
         some = valid if not args.wdist_samples or len(valid) <= args.wdist_samples else (
             np.sort(rng.choice(valid, args.wdist_samples, replace=False)))
@@ -402,9 +402,7 @@ def sampler_lines(run, train, test, rep, args, ref_fp=None, cache_dir=None) -> d
                                 None, args, sampler)
             out[sampler] = {"latent": f"{len(pick)} training structures (no model)",
                             **line, "seconds": time.perf_counter() - t0}
-            if cache_dir is not None:
-                Path(cache_dir, "samplers_so_far.json").write_text(
-                    json.dumps(out, indent=2, default=float))
+            _save_so_far(cache_dir, out)
             continue
         generator = torch.Generator().manual_seed(args.seed)
         z, source = latent_draws(model, args.samples, sampler, means, generator, args.seed)
@@ -413,10 +411,15 @@ def sampler_lines(run, train, test, rep, args, ref_fp=None, cache_dir=None) -> d
         line = draw_metrics(decoded, test_structures, ref_fp, train_structures, args,
                             sampler, z=z.detach().cpu().numpy(), means=np.asarray(means))
         out[sampler] = {"latent": source, **line, "seconds": time.perf_counter() - t0}
-        if cache_dir is not None:  # a long run's lines so far, should it be stopped
-            Path(cache_dir, "samplers_so_far.json").write_text(
-                json.dumps(out, indent=2, default=float))
+        _save_so_far(cache_dir, out)
     return out
+
+
+def _save_so_far(cache_dir, lines: dict) -> None:
+    """A long run's sampler lines so far, in the run folder, should it be stopped."""
+    if cache_dir is not None:
+        Path(cache_dir, "samplers_so_far.json").write_text(
+            json.dumps(lines, indent=2, default=float))
 
 
 def encoding_norm(model, train) -> dict[str, float]:

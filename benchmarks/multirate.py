@@ -54,14 +54,14 @@ RECIPES = {r.name: r for r in (
 )}
 
 
-def _fit(data, args, recipe: Recipe, beta_range=None, beta=1.0, epochs=None, seed=None):
+def _fit(data, args, recipe: Recipe, beta_range=None, beta=1.0, epochs=None):
     """One fit; returns the result and its (wall, CPU) seconds."""
     model = bv.ModelConfig.for_data(data, latent_dim=args.latent_dim,
                                     architecture_options={"hidden": args.hidden})
     train = bv.TrainConfig(epochs=epochs or max(1, round(recipe.length * args.epochs)),
                            batch_size=args.batch_size, lr=recipe.lr or args.lr,
                            patience=recipe.patience, keep="best", progress=False,
-                           device="cpu", seed=args.seed if seed is None else seed)
+                           device="cpu", seed=args.seed)
     objective = (bv.Objective(beta=beta, schedule="warmup", warmup_epochs=recipe.warmup)
                  if recipe.warmup > 0 else bv.Objective(beta=beta))
     t0, c0 = time.perf_counter(), time.process_time()

@@ -115,6 +115,13 @@ def reconstruction(run: bv.RunContext) -> EvaluationResult:
     })
 
 
+def _composition_distances(gen_comp: np.ndarray, ref_comp: np.ndarray) -> np.ndarray:
+    """Euclidean distances (n_gen, n_ref) between unscaled Magpie rows, after CDVAE's
+    CompScaler: the compositional side of `compute_cov`."""
+    return cdist(fingerprints.scale_composition(gen_comp),
+                 fingerprints.scale_composition(ref_comp))
+
+
 def coverage_items(gen_struct: np.ndarray, gen_comp: np.ndarray, ref_struct: np.ndarray,
                    ref_comp: np.ndarray, struct_cutoff: float = STRUCT_CUTOFF,
                    comp_cutoff: float = COMP_CUTOFF) -> dict[str, np.ndarray]:
@@ -135,8 +142,7 @@ def coverage_items(gen_struct: np.ndarray, gen_comp: np.ndarray, ref_struct: np.
     if not gen_ok.any() or not ref_ok.any():
         return out
     struct_d = cdist(gen_struct[gen_ok], ref_struct[ref_ok])
-    comp_d = cdist(fingerprints.scale_composition(gen_comp[gen_ok]),
-                   fingerprints.scale_composition(ref_comp[ref_ok]))
+    comp_d = _composition_distances(gen_comp[gen_ok], ref_comp[ref_ok])
     out["recall_s"], out["recall_c"] = struct_d.min(axis=0), comp_d.min(axis=0)
     out["precision_s"][gen_ok] = struct_d.min(axis=1)
     out["precision_c"][gen_ok] = comp_d.min(axis=1)
@@ -193,9 +199,7 @@ def within_composition_cutoff(gen_comp: np.ndarray, ref_comp: np.ndarray,
     ref = ref_comp[~np.isnan(ref_comp).all(axis=1)]
     near = np.zeros(len(gen_comp), dtype=bool)
     if ok.any() and len(ref):
-        d = cdist(fingerprints.scale_composition(gen_comp[ok]),
-                  fingerprints.scale_composition(ref))
-        near[ok] = d.min(axis=1) <= comp_cutoff
+        near[ok] = _composition_distances(gen_comp[ok], ref).min(axis=1) <= comp_cutoff
     return near
 
 
@@ -239,10 +243,9 @@ def generation(run: bv.RunContext, n_samples: int = 1000, latent: str = "posteri
     (`run.train`), as the generator draws them; when the run's training split is unknown
     (a bare `betavae_core.evaluate(model, data)`) they come from the prior, and
     `metrics["latent"]` says so. Coverage is on all draws (`n_coverage`: a random subset
-    of that many draws, valid or not), property distances on all valid draws
-    (`n_valid_samples`: a random subset of that many valid ones, 1,000 as CDVAE; None:
-    all). `workers`
-    processes compute the fingerprints."""
+    of that many draws, valid or not), property distances on a random `n_valid_samples`
+    of the valid draws (1,000, as CDVAE; None: all of them). `workers` processes compute
+    the fingerprints."""
     model, data = run.model, run.heldout
     rep = checked_representation(model, data)
     training = run.train if latent == "posterior" else None

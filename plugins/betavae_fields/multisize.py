@@ -73,7 +73,7 @@ def _conv(c_in: int, c_out: int, dilation: int = 1) -> nn.Conv2d:
 
 #: What runs saved without the `dilations` option were built with (a 15 x 15 patch);
 #: the plugin record declares the same default.
-DILATIONS = tuple(LATTICE_FCN_DILATIONS)
+DILATIONS = LATTICE_FCN_DILATIONS
 
 
 def receptive_field(dilations: tuple[int, ...]) -> int:

@@ -70,20 +70,19 @@ def default_epochs(n_cells: int, batch_size: int = 128, steps: int = DEFAULT_STE
 
 
 def training_defaults(n_cells: int, epochs: int | None = None,
-                      batch_size: int | None = None, beta_given: bool = False,
+                      batch_size: int | None = None,
                       val_fraction: float = VAL_FRACTION) -> dict[str, Any]:
     """The settings the domain suggests for `n_cells` cells (keys in `bv.DEFAULTABLE`):
     `TRAINING_DEFAULTS` plus the epochs (`default_epochs`, unless given) and a warm-up
-    over all of them (the default β is reached at the last epoch). With `beta_given` (the
-    user chose β) the warm-up is a quarter of the epochs, so the fit then trains at that
-    β: a β of 1 removes batch from the latent space as it did before these defaults. The
-    quarter is also suggested as "warmup_epochs_given_beta", which the core uses when a
-    user sets β elsewhere (`betavae train DATA.h5ad --beta 1`)."""
+    over all of them (the default β is reached at the last epoch). For a β the user sets
+    (`tl.fit(beta=...)`, `betavae train DATA.h5ad --beta 1`) the core takes the warm-up
+    "warmup_epochs_given_beta" instead, a quarter of the epochs, so the fit then trains at
+    that β: a β of 1 removes batch from the latent space as it did before these
+    defaults."""
     size = TRAINING_DEFAULTS["batch_size"] if batch_size is None else int(batch_size)
     epochs = (default_epochs(n_cells, size, val_fraction=val_fraction) if epochs is None
               else int(epochs))
-    share = GIVEN_BETA_WARMUP_SHARE if beta_given else WARMUP_SHARE
-    return {**TRAINING_DEFAULTS, "epochs": epochs, "warmup_epochs": epochs * share,
+    return {**TRAINING_DEFAULTS, "epochs": epochs, "warmup_epochs": epochs * WARMUP_SHARE,
             "warmup_epochs_given_beta": epochs * GIVEN_BETA_WARMUP_SHARE}
 
 

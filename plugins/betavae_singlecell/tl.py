@@ -121,8 +121,7 @@ def fit(
     if fill:
         architecture["covariate_fill"] = fill
     # The domain's suggestions, for the epochs this fit runs (its warm-up is a share).
-    data.defaults = training_defaults(len(data), epochs, batch_size,
-                                      beta_given=beta is not None, val_fraction=val_fraction)
+    data.defaults = training_defaults(len(data), epochs, batch_size, val_fraction)
     settings = {
         "latent_dim": n_latent, "batch_size": batch_size, "epochs": epochs, "lr": lr,
         "val_fraction": val_fraction, "beta": beta, "seed": seed, "device": device,
