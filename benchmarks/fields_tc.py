@@ -428,8 +428,10 @@ def largest_pair(rows: dict) -> dict | None:
 def _degree_text(crossing: dict | None, exact: float) -> str:
     """", cubic X %" after a crossing that a local fit one degree higher moves by more
     than its error (scaling.crossings' `unsettled`)."""
-    if not crossing or not crossing.get("unsettled") or crossing.get("shift") is None:
-        return ", unsettled" if crossing and crossing.get("unsettled") else ""
+    if not crossing or not crossing.get("unsettled"):
+        return ""
+    if crossing.get("shift") is None:  # the higher-degree fit found no root
+        return ", unsettled"
     alt = crossing["control"] + crossing["shift"]
     return f", unsettled: cubic {abs(alt - exact) / exact:.2%}"
 
