@@ -168,7 +168,7 @@ class FolderLock:
             except FileNotFoundError:  # the folder was tidied away meanwhile: again
                 continue
             if not self._try_lock(fd):
-                holder = _read_record(fd)
+                holder = _await_record(fd)
                 os.close(fd)
                 raise FolderBusyError(self._busy_message(holder))
             try:
@@ -203,8 +203,8 @@ class FolderLock:
         doc = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose,
                "command": command_line(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
         data = (json.dumps(doc) + "\n").encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        os.pwrite(fd, data, 0)  # overwrite first, then cut: the file is never empty
+        os.ftruncate(fd, len(data))
 
     def _busy_message(self, holder: dict[str, Any]) -> str:
         pid = holder.get("pid", "?")
@@ -224,6 +224,16 @@ def _read_record(fd: int) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def _await_record(fd: int, wait: float = 2.0) -> dict[str, Any]:
+    """The holder's record, waiting briefly for one that has locked but not yet written."""
+    deadline = time.monotonic() + wait
+    while True:
+        doc = _read_record(fd)
+        if "pid" in doc or time.monotonic() >= deadline:
+            return doc
+        time.sleep(0.01)
 
 
 def holder(folder: str | Path) -> dict[str, Any]:

@@ -590,6 +590,29 @@ def test_two_processes_race_for_one_run_folder_and_exactly_one_runs(tmp_path) ->
     assert_tidy(run)
 
 
+def test_a_holder_that_has_locked_but_not_yet_written_is_still_named(tmp_path) -> None:
+    """The race CI once lost: the refused process reads the record before the winner
+    writes it; it waits briefly for the record rather than naming process '?'."""
+    import fcntl
+    import threading
+
+    from betavae_core.locking import FolderBusyError
+
+    lock = tmp_path / ".betavae" / "lock"
+    lock.parent.mkdir()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, nothing written yet
+    record = json.dumps({"pid": 424242, "command": "betavae train late-writer"}).encode()
+    writer = threading.Timer(0.3, lambda: os.pwrite(fd, record, 0))
+    writer.start()
+    try:
+        with pytest.raises(FolderBusyError, match="in use by process 424242"):
+            FolderLock(tmp_path, "train").acquire()
+    finally:
+        writer.join()
+        os.close(fd)
+
+
 HOLDER = """
 import sys, time
 from betavae_core.locking import FolderLock
