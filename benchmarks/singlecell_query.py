@@ -22,6 +22,7 @@ the reference fit and of the query mapping.
 
     python benchmarks/singlecell_query.py              # 200 epochs, seeds 0,1,2
     python benchmarks/singlecell_query.py --quick      # 50 epochs, seed 0
+    python benchmarks/singlecell_query.py --defaults   # each method at its own defaults
     . /work/benchvenv/bin/activate && python benchmarks/singlecell_query.py   # with scVI
 """
 
@@ -58,28 +59,31 @@ def transfer(z_ref: np.ndarray, labels: np.ndarray, z_query: np.ndarray) -> np.n
     return weighted_vote(labels[index], distances)[0]
 
 
-def ours(ref, query, epochs: int, query_epochs: int, seed: int, batch_size: int,
-         train_query: bool = True) -> dict:
+def ours(ref, query, epochs: int | None, query_epochs: int | None, seed: int,
+         batch_size: int, train_query: bool = True) -> dict:
+    """epochs None: `bsc.tl.fit` and `map_query` at their defaults (latent, epochs, β)."""
     import betavae_singlecell as bsc
     from betavae_singlecell import mapping
 
     ref, query = ref.copy(), query.copy()
+    fixed = {} if epochs is None else {"n_latent": 10, "epochs": epochs,
+                                       "batch_size": batch_size}
     start = time.perf_counter()
-    model = bsc.tl.fit(ref, batch_key="batch", n_latent=10, epochs=epochs,
-                       batch_size=batch_size, seed=seed, progress=False)
+    model = bsc.tl.fit(ref, batch_key="batch", seed=seed, progress=False, **fixed)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     mapped = mapping.map_query(model, query, batch_key="batch", seed=seed,
                                epochs=query_epochs if train_query else 0,
-                               batch_size=batch_size)
+                               batch_size=None if epochs is None else batch_size)
     map_s = time.perf_counter() - start
     z_ref = bsc.tl.encode(mapped, ref, key_added=None)
     return {"z_ref": z_ref, "z_query": np.asarray(query.obsm["X_betavae"]),
             "fit_s": fit_s, "map_s": map_s}
 
 
-def scvi_query(ref, query, epochs: int, query_epochs: int, seed: int,
+def scvi_query(ref, query, epochs: int | None, query_epochs: int | None, seed: int,
                batch_size: int) -> dict:
+    """epochs None: scvi-tools' epoch heuristic for both trainings."""
     import scvi
 
     quiet_libraries()
@@ -129,10 +133,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-top-genes", type=int, default=2000)
     p.add_argument("--methods", type=str_list, default=["ours", "untrained", "scvi"])
     p.add_argument("--quick", action="store_true", help="50 epochs, seed 0")
+    p.add_argument("--defaults", action="store_true",
+                   help="every method at its own defaults: ours bsc.tl.fit + map_query "
+                   "(latent 20, ~3,000 minibatches each), scVI its epoch heuristic")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.seeds = 50, args.seeds[:1]
     args.query_epochs = args.query_epochs or args.epochs
+    if args.defaults:
+        args.epochs = args.query_epochs = None
     return args
 
 
@@ -153,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         methods.remove("scvi")
     print(machine_line(args.threads))
     print(f"Data: CellBench {adata.n_obs} cells x {adata.n_vars} HVGs ({flavor}); reference "
-          f"epochs {args.epochs}, query epochs {args.query_epochs}, seeds {args.seeds}")
+          f"epochs {args.epochs or 'defaults'}, query epochs {args.query_epochs or 'defaults'}, "
+          f"seeds {args.seeds}")
     run = {"ours": lambda r, q, s: ours(r, q, args.epochs, args.query_epochs, s,
                                         args.batch_size),
            "untrained": lambda r, q, s: ours(r, q, args.epochs, 0, s, args.batch_size,
