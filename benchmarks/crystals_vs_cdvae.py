@@ -115,7 +115,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=10_000)
     p.add_argument("--coverage", default="0",
                    help="coverage on a random N draws (0: all, as CDVAE), or per sampler: "
-                        "normal=0,posterior=2000")
+                        "normal=0,posterior=2000 (a sampler not listed: all its draws)")
     p.add_argument("--no-prune", action="store_true",
                    help="fingerprint every draw (default: CrystalNN only on draws within "
                         "the compositional cutoff of a held-out structure; the same COV)")
@@ -236,7 +236,8 @@ def rediscovery(candidates: list, train: list, test: list) -> dict:
 
 
 def coverage_count(args, sampler: str) -> int:
-    """Draws fingerprinted for coverage by `sampler` (0: all), from `--coverage`."""
+    """Draws fingerprinted for coverage by `sampler` (0: all), from `--coverage`; a
+    sampler the per-sampler form does not list gets all its draws, as CDVAE."""
     text = str(args.coverage)
     if "=" not in text:
         return int(text)
@@ -256,8 +257,12 @@ def reference_fingerprints(test_structures: list, test, args, cache_dir=None) ->
         with np.load(path) as saved:
             return saved["struct"], saved["comp"]
     struct, comp = evaluations.fingerprint_arrays(test_structures, workers=args.workers)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, struct=struct, comp=comp)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a file object: np.savez adds no ".npz"
+            np.savez(handle, struct=struct, comp=comp)
+
+    bv.atomic_write(path, write)  # a stopped run leaves no half-written cache
     return struct, comp
 
 
