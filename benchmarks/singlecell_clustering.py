@@ -172,17 +172,19 @@ def scores(z: np.ndarray, labels: np.ndarray, seed: int) -> dict:
 
 
 def tuned(n_obs: int, overrides: dict, steps: int | None,
-          warmup_share: float | None) -> dict:
+          warmup_share: float | None, n_batches: int = 1) -> dict:
     """`overrides` plus the tuning rules: epochs from `steps` minibatches of 128 cells
-    (of the 90 % that train), warm-up as a multiple of the epochs."""
+    (of the 90 % that train; the defaults' epoch cap for one batch applies), warm-up as
+    a multiple of the epochs."""
     from betavae_singlecell.plugin import default_epochs
 
     out = dict(overrides)
     size = out.get("batch_size", 128)
     if steps is not None:
-        out["epochs"] = default_epochs(n_obs, size, steps)
+        out["epochs"] = default_epochs(n_obs, size, steps, n_batches=n_batches)
     if warmup_share is not None:
-        out["warmup_epochs"] = warmup_share * out.get("epochs", default_epochs(n_obs, size))
+        out["warmup_epochs"] = warmup_share * out.get(
+            "epochs", default_epochs(n_obs, size, n_batches=n_batches))
     return out
 
 
@@ -311,7 +313,8 @@ def run_set(name: str, args: argparse.Namespace, methods: list[str], cache: Scvi
     cached = all(cache.get(name, s, adata.n_obs) is not None for s in args.seeds)
     warm_up(adata, batch_key, [m for m in methods if m == "ours" or (
         not args.cached_scvi_only and (not cached or args.refresh_scvi))])
-    overrides = tuned(adata.n_obs, args.overrides, args.steps, args.warmup_share)
+    n_batches = adata.obs[batch_key].nunique() if batch_key else 1
+    overrides = tuned(adata.n_obs, args.overrides, args.steps, args.warmup_share, n_batches)
     if overrides != args.overrides:
         print(f"    ours: {overrides}", file=sys.stderr, flush=True)
     fits: dict[str, Callable[[int], tuple[np.ndarray, float, bool]]] = {

@@ -99,9 +99,10 @@ def test_unknown_options_are_config_errors_listing_the_valid_ones(h5ad, tmp_path
 def test_loader_and_tl_fit_take_the_same_domain_defaults(h5ad, monkeypatch):
     data, _ = bv.load_data(h5ad, options={"batch_key": "batch"})
     model_config, train, objective, from_domain = bv.configs_for(data)
-    epochs = plugin.default_epochs(len(data))
-    # 200 cells: 180 train, 2 minibatches of 128 an epoch, so 1,500 epochs make 3,000
-    suggested = plugin.training_defaults(len(data))
+    epochs = plugin.default_epochs(len(data), n_batches=2)
+    # 200 cells in 2 batches: 180 train, 2 minibatches of 128 an epoch, so 1,500 epochs
+    # make 3,000
+    suggested = plugin.training_defaults(len(data), n_batches=2)
     assert suggested.pop("warmup_epochs_given_beta") == 375.0  # a quarter, for a user's β
     assert from_domain == suggested and epochs == 1500
     assert (train.epochs, train.keep, train.patience, train.batch_size) == (1500, "last", None,
@@ -112,6 +113,9 @@ def test_loader_and_tl_fit_take_the_same_domain_defaults(h5ad, monkeypatch):
     assert objective.beta_at(750) == 0.125 and objective.beta_at(1500) == 0.25
     assert model_config.latent_dim == 20 and model_config.likelihood == "nb"
     assert records("loaders")["expression"].defaults == plugin.TRAINING_DEFAULTS
+    # without batches the same cells train at most 100 epochs, the warm-up with them
+    one = bv.configs_for(bv.load_data(h5ad)[0])
+    assert (one[1].epochs, one[2].warmup_epochs) == (100, 100.0)
 
     seen = {}
 
@@ -138,13 +142,18 @@ def test_loader_and_tl_fit_take_the_same_domain_defaults(h5ad, monkeypatch):
 def test_default_epochs_make_about_3000_minibatches_whatever_the_cells():
     # known answers: PBMC's 4,271 cells train 3,844 (31 minibatches), Baron's 1,064 train
     # 958 (8), 499 CellBench cells train 449 (4); a huge set still gets one epoch
-    assert [plugin.default_epochs(n) for n in (4271, 1064, 499, 10**7)] == [97, 375, 750, 1]
+    many = [plugin.default_epochs(n, n_batches=2) for n in (4271, 1064, 499, 10**7)]
+    assert many == [97, 375, 750, 1]
+    # one batch (or none): at most 100 epochs, where a small set stops improving
+    assert [plugin.default_epochs(n) for n in (4271, 1064, 499, 10**7)] == [97, 100, 100, 1]
+    assert plugin.training_defaults(1064)["epochs"] == 100
+    assert plugin.training_defaults(1064, n_batches=3)["epochs"] == 375
     # holding out half the cells: 2,136 train (17 minibatches), so more epochs
-    assert plugin.default_epochs(4271, val_fraction=0.5) == 176
-    assert plugin.training_defaults(4271, val_fraction=0.5)["epochs"] == 176
+    assert plugin.default_epochs(4271, val_fraction=0.5, n_batches=2) == 176
+    assert plugin.training_defaults(4271, val_fraction=0.5, n_batches=2)["epochs"] == 176
     # another batch size keeps the number of minibatches, not the epochs
-    assert plugin.default_epochs(4271, batch_size=256) == 188
-    assert plugin.training_defaults(4271, batch_size=256)["epochs"] == 188
+    assert plugin.default_epochs(4271, batch_size=256, n_batches=2) == 188
+    assert plugin.training_defaults(4271, batch_size=256, n_batches=2)["epochs"] == 188
 
 
 def test_tl_fit_leaves_config_json_to_the_core(tmp_path):

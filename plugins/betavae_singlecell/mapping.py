@@ -58,8 +58,9 @@ def map_query(
         batch_key: the `query.obs` column of batches (default the model's); each must
             be new to the model (a `DataError` names any it already knows). The mapped
             model reads batches from this column, in reference and query cells alike.
-        epochs: passes over the query cells (default `default_epochs(n_query)`, as
-            scvi-tools' query training).
+        epochs: passes over the query cells (default `default_epochs(n_query)`: about
+            3,000 minibatches, at most 100 epochs; longer query training only moved the
+            query further from the reference in `benchmarks/singlecell_query.py`).
         freeze: train only the new batch parameters (scArches); False fine-tunes every
             weight on the query cells.
         key_added: `query.obsm` key for the query cells' latents (default the model's,

@@ -89,10 +89,12 @@ def fit(
             the same way, and an unseen category, a missing column or a NaN is an error
             naming it. Generated cells are decoded at typical values (continuous at the
             mean, categories weighed equally).
-        epochs: default `default_epochs(n_cells, batch_size)`: about 3,000 minibatches
-            whatever the number of cells; `warmup_epochs` ramps β from 0 (default all
-            the epochs with the default β, which it reaches at the end; a quarter of
-            them when you give `beta`; 0 for a constant β). These
+        epochs: default `default_epochs(n_cells, batch_size, n_batches=...)`: about
+            3,000 minibatches whatever the number of cells, but at most 100 epochs
+            with fewer than two batches (past that a small set only overfits);
+            `warmup_epochs` ramps β from 0 (default all the epochs with the default β,
+            which it reaches at the end; a quarter of them when you give `beta`; 0 for
+            a constant β). These
             defaults (epochs, warm-up, β 0.25, 20 latent dimensions) were chosen by the
             worst case against scVI's and 50-PC PCA's clustering over four sets
             (benchmarks/singlecell_clustering.py). `patience` stops early when the
@@ -121,7 +123,8 @@ def fit(
     if fill:
         architecture["covariate_fill"] = fill
     # The domain's suggestions, for the epochs this fit runs (its warm-up is a share).
-    data.defaults = training_defaults(len(data), epochs, batch_size, val_fraction)
+    data.defaults = training_defaults(len(data), epochs, batch_size, val_fraction,
+                                      n_batches=len(data.attrs["batches"] or []))
     settings = {
         "latent_dim": n_latent, "batch_size": batch_size, "epochs": epochs, "lr": lr,
         "val_fraction": val_fraction, "beta": beta, "seed": seed, "device": device,
