@@ -135,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="50 epochs, seed 0")
     p.add_argument("--defaults", action="store_true",
                    help="every method at its own defaults: ours bsc.tl.fit + map_query "
-                   "(latent 20, ~3,000 minibatches each), scVI its epoch heuristic")
+                   "(latent 20, the domain's epochs), scVI its epoch heuristic")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.seeds = 50, args.seeds[:1]
