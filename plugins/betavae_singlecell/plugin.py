@@ -84,11 +84,10 @@ def training_defaults(n_cells: int, epochs: int | None = None,
     """The settings the domain suggests for `n_cells` cells in `n_batches` batches (keys
     in `bv.DEFAULTABLE`): `TRAINING_DEFAULTS` plus the epochs (`default_epochs`, unless
     given) and a warm-up over all of them (the default β is reached at the last epoch).
-    For a β the user sets
-    (`tl.fit(beta=...)`, `betavae train DATA.h5ad --beta 1`) the core takes the warm-up
-    "warmup_epochs_given_beta" instead, a quarter of the epochs, so the fit then trains at
-    that β: a β of 1 removes batch from the latent space as it did before these
-    defaults."""
+    For a β the user sets (`tl.fit(beta=...)`, `betavae train DATA.h5ad --beta 1`) the
+    core takes the warm-up "warmup_epochs_given_beta" instead, a quarter of the epochs,
+    so the fit then trains at that β: a β of 1 removes batch from the latent space as it
+    did before these defaults."""
     size = TRAINING_DEFAULTS["batch_size"] if batch_size is None else int(batch_size)
     epochs = (default_epochs(n_cells, size, val_fraction=val_fraction, n_batches=n_batches)
               if epochs is None else int(epochs))
