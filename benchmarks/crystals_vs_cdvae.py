@@ -384,12 +384,14 @@ def draw_metrics(structures: list, test_structures: list, ref_fp, train_structur
     return out
 
 
-def sampler_lines(run, train, test, rep, args, ref_fp=None, cache_dir=None) -> dict:
+def sampler_lines(run, train, test, rep, args, ref_fp=None, cache_dir=None,
+                  means=None) -> dict:
     """The generation metrics and rediscovery count of each sampler (`--samplers`; the
-    learned-prior line only for a model whose prior is learned)."""
+    learned-prior line only for a model whose prior is learned); `means`: the training
+    posterior means, if the caller has them."""
     model = run.model
     learned = model.config.prior != "isotropic"
-    means = bv.encode(model, train)[0]
+    means = bv.encode(model, train)[0] if means is None else means
     train_structures = rep.decode(train.x)
     test_structures = [s for s in rep.decode(test.x) if s is not None]
     if ref_fp is None and not getattr(args, "no_coverage", False):
@@ -427,14 +429,14 @@ def _save_so_far(cache_dir, lines: dict) -> None:
             json.dumps(lines, indent=2, default=float))
 
 
-def encoding_norm(model, train) -> dict[str, float]:
+def encoding_norm(means, latent_dim: int) -> dict[str, float]:
     """Quantiles of ||z|| of the training posterior means: N(0, I) draws sit near
     sqrt(latent_dim), so encodings far beyond it mean the prior has a hole where draws
     land (the gap between the prior and the aggregate posterior)."""
-    norms = np.linalg.norm(np.asarray(bv.encode(model, train)[0]), axis=1)
+    norms = np.linalg.norm(np.asarray(means), axis=1)
     q05, q50, q95 = np.quantile(norms, [0.05, 0.5, 0.95])
     return {"q05": float(q05), "median": float(q50), "q95": float(q95),
-            "normal_draws": float(np.sqrt(model.config.latent_dim))}
+            "normal_draws": float(np.sqrt(latent_dim))}
 
 
 def evaluate(name: str, args) -> dict:
@@ -450,10 +452,12 @@ def evaluate(name: str, args) -> dict:
     t0 = time.perf_counter()
     rec = reconstruction(run.model, test, rep)
     rec_s = time.perf_counter() - t0
-    samplers = sampler_lines(run, train, test, rep, args, cache_dir=Path(args.out) / name)
+    means = bv.encode(run.model, train)[0]  # once, for the samplers and the norms
+    samplers = sampler_lines(run, train, test, rep, args, cache_dir=Path(args.out) / name,
+                             means=means)
     return {"dataset": name, "n_train": len(train), "n_test": len(test),
             "config": run.config, "prior": prior_name(run.model), "reconstruction": rec,
-            "encoding_norm": encoding_norm(run.model, train),
+            "encoding_norm": encoding_norm(means, run.model.config.latent_dim),
             "samplers": samplers, "seconds": {"load": load_s, "fit": fit_s,
                                               "reconstruction": rec_s}}
 

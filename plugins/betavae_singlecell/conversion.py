@@ -436,7 +436,7 @@ def to_domain_data(
         x=rows, domain=DOMAIN, likelihood=likelihood, covariates=cov,
         context={"library": torch.as_tensor(library, dtype=torch.float32).reshape(-1, 1)},
         metadata=metadata, attrs=attrs, generator="cells", architecture="expression_mlp",
-        defaults=training_defaults(len(keep_cells), n_batches=len(categories or [])),
+        defaults=training_defaults(len(keep_cells), n_batches=len(categories)),
     )
     if len(keep_cells) < adata.n_obs:
         data = data.subset(keep_cells)

@@ -86,7 +86,9 @@ def map_query(
     mapped.config["data"]["attrs"].update(_query_stats(model, data))
     mapped.vae.check_input(data)
     trainable = _freeze(mapped.vae, freeze)
-    epochs = default_epochs(len(data)) if epochs is None else int(epochs)
+    # only the new batches' weights train, no batch is removed within the fit: the cap
+    # of a one-batch fit applies (the query data holds the reference's batches too)
+    epochs = default_epochs(len(data), n_batches=1) if epochs is None else int(epochs)
     size = int(batch_size or model.config.get("train", {}).get("batch_size", 128))
     beta = float(model.config.get("objective", {}).get("beta", 1.0))
     t0 = time.perf_counter()

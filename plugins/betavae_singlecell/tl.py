@@ -124,7 +124,7 @@ def fit(
         architecture["covariate_fill"] = fill
     # The domain's suggestions, for the epochs this fit runs (its warm-up is a share).
     data.defaults = training_defaults(len(data), epochs, batch_size, val_fraction,
-                                      n_batches=len(data.attrs["batches"] or []))
+                                      n_batches=len(data.attrs["batches"]))
     settings = {
         "latent_dim": n_latent, "batch_size": batch_size, "epochs": epochs, "lr": lr,
         "val_fraction": val_fraction, "beta": beta, "seed": seed, "device": device,
