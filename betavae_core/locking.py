@@ -217,22 +217,28 @@ class FolderLock:
                 f"finish (or stop it), or choose another folder.")
 
 
-def _read_record(fd: int) -> dict[str, Any]:
+def _parse_record(fd: int) -> dict[str, Any] | None:
+    """The lock file's record, or None while it is empty or not a whole JSON object."""
     try:
-        data = os.pread(fd, 4096, 0)
-        doc = json.loads(data.decode() or "{}")
+        doc = json.loads(os.pread(fd, 4096, 0).decode())
     except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _read_record(fd: int) -> dict[str, Any]:
+    return _parse_record(fd) or {}
 
 
 def _await_record(fd: int, wait: float = 2.0) -> dict[str, Any]:
-    """The holder's record, waiting briefly for one that has locked but not yet written."""
+    """The holder's record, waiting briefly while the file is empty or half written (a
+    holder that has locked but not yet written); a whole record is returned at once, with
+    a pid or not (another tool's lock file)."""
     deadline = time.monotonic() + wait
     while True:
-        doc = _read_record(fd)
-        if "pid" in doc or time.monotonic() >= deadline:
-            return doc
+        doc = _parse_record(fd)
+        if doc is not None or time.monotonic() >= deadline:
+            return doc or {}
         time.sleep(0.01)
 
 

@@ -613,6 +613,28 @@ def test_a_holder_that_has_locked_but_not_yet_written_is_still_named(tmp_path) -
         os.close(fd)
 
 
+
+def test_a_locked_file_with_a_whole_record_but_no_pid_is_refused_at_once(tmp_path) -> None:
+    """Another tool's lock file (a JSON object without our pid) is not a record still
+    being written: the refusal does not wait out the 2 s grace."""
+    import fcntl
+    import time
+
+    from betavae_core.locking import FolderBusyError
+
+    lock = tmp_path / ".betavae" / "lock"
+    lock.parent.mkdir()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.pwrite(fd, json.dumps({"owner": "another-tool"}).encode(), 0)
+    try:
+        start = time.monotonic()
+        with pytest.raises(FolderBusyError, match="in use by process \\?"):
+            FolderLock(tmp_path, "train").acquire()
+        assert time.monotonic() - start < 1.0
+    finally:
+        os.close(fd)
+
 HOLDER = """
 import sys, time
 from betavae_core.locking import FolderLock
