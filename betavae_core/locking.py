@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +218,18 @@ class FolderLock:
                 f"finish (or stop it), or choose another folder.")
 
 
-def _parse_record(fd: int) -> dict[str, Any] | None:
-    """The lock file's record, or None while it is empty or not a whole JSON object."""
+def _parse(read: Callable[[], bytes]) -> dict[str, Any] | None:
+    """The record `read` returns, or None when it is empty, unreadable or not a whole
+    JSON object."""
     try:
-        doc = json.loads(os.pread(fd, 4096, 0).decode())
+        doc = json.loads(read().decode())
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def _parse_record(fd: int) -> dict[str, Any] | None:
+    return _parse(lambda: os.pread(fd, 4096, 0))
 
 
 def _read_record(fd: int) -> dict[str, Any]:
@@ -244,9 +250,4 @@ def _await_record(fd: int, wait: float = 2.0) -> dict[str, Any]:
 
 def holder(folder: str | Path) -> dict[str, Any]:
     """What the lock file of `folder` records (empty when there is none)."""
-    path = Path(folder) / META_DIR / LOCK_NAME
-    try:
-        doc = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+    return _parse((Path(folder) / META_DIR / LOCK_NAME).read_bytes) or {}
